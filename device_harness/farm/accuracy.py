@@ -1,0 +1,44 @@
+"""On-device accuracy for a farm job: the data set's test split through the loaded model.
+
+A model whose input does not take the data set's samples fails the job with that reason rather
+than reporting a meaningless number.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from tinyfarm.errors import DataError
+
+
+@lru_cache(maxsize=4)
+def _test_split(name: str) -> tuple[np.ndarray, np.ndarray]:
+    from tinyfarm_datasets import load_dataset
+    splits = load_dataset(name)
+    return splits.x_test, splits.y_test
+
+
+def check_dataset(name: str) -> None:
+    """Fail early (one line) for an unknown data set name."""
+    try:
+        _test_split(name)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"cannot load data set {name!r}: {exc}") from None
+
+
+def on_device_accuracy(client: Any, model: Any, dataset: str, samples: int | None) -> dict[str, Any]:
+    """The harness's own evaluation (:func:`device_harness.measure.evaluate_on_device`) on the
+    first ``samples`` test samples; a shape mismatch is a DataError (not retried)."""
+    from device_harness.measure import evaluate_on_device
+
+    x_test, y_test = _test_split(dataset)
+    n = len(x_test) if samples is None else min(samples, len(x_test))
+    result = evaluate_on_device(client, model.path.read_bytes(), x_test[:n], y_test[:n],
+                                dataset=dataset, reference=True)
+    return {"accuracy": result.accuracy, "dataset": dataset, "samples": result.samples,
+            "identical_share": result.identical_share}

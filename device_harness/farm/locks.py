@@ -1,0 +1,129 @@
+"""Exclusive, cross-process device locks: two runs, two pytest workers, never one port.
+
+Each device identity (see :meth:`Farm.lock_key`) maps to one lock file; the lock is an OS file
+lock (``filelock``), so the kernel releases it when the holder dies, even by ``kill -9`` — no stale
+locks to clean. Beside it a small JSON note says who holds it (pid, host, command, since), for
+``tinyfarm farm status`` and for the one-line error a waiting user sees.
+
+Where: ``$TINYFARM_LOCK_DIR``, else the farm file's ``lock_dir``, else ``~/.cache/tinyfarm/locks``.
+All users of one device must agree on the folder (it is per user by default; point
+``lock_dir`` at a shared folder on a multi-user bench).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import filelock
+
+from tinyfarm.errors import DeviceError
+
+DEFAULT_LOCK_DIR = Path("~/.cache/tinyfarm/locks")
+
+
+def lock_dir(farm_lock_dir: str | None = None) -> Path:
+    chosen = os.environ.get("TINYFARM_LOCK_DIR") or farm_lock_dir or str(DEFAULT_LOCK_DIR)
+    path = Path(os.path.expanduser(chosen))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int
+    host: str
+    command: str
+    device: str
+    since: float
+
+    def describe(self) -> str:
+        age = time.time() - self.since
+        return f"pid {self.pid} on {self.host} ({self.command}) for {age:.0f} s"
+
+
+class DeviceBusy(DeviceError):
+    """The device is locked by someone else and we were not willing to wait (longer)."""
+
+
+class DeviceLock:
+    """An exclusive lock on one device identity; a context manager.
+
+    ``timeout=None`` waits forever, ``0`` tries once. ``acquired_at``/``released_at`` are the
+    wall-clock moments the lock was really held (taken after acquiring, before releasing), so
+    hold intervals of different processes can be compared.
+    """
+
+    def __init__(self, key: str, device: str, directory: Path, command: str | None = None):
+        self.key = key
+        self.device = device
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in device)[:40]
+        self.path = directory / f"{safe}-{digest}.lock"
+        self.info_path = self.path.with_suffix(".holder.json")
+        self.command = command or " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200]
+        self._lock = filelock.FileLock(str(self.path), thread_local=False)
+        self.acquired_at: float | None = None
+        self.released_at: float | None = None
+
+    def acquire(self, timeout: float | None = None) -> None:
+        try:
+            self._lock.acquire(timeout=-1 if timeout is None else timeout, poll_interval=0.05)
+        except filelock.Timeout:
+            holder = self.holder()
+            who = holder.describe() if holder else "another process"
+            raise DeviceBusy(f"device {self.device!r} is in use by {who}") from None
+        self.acquired_at = time.time()
+        note = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                "device": self.device, "since": self.acquired_at, "key": self.key}
+        tmp = self.info_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(note))
+        tmp.replace(self.info_path)
+
+    def release(self) -> None:
+        if not self._lock.is_locked:
+            return
+        self.released_at = time.time()
+        try:
+            self.info_path.unlink()
+        except FileNotFoundError:
+            pass
+        self._lock.release()
+
+    @property
+    def is_locked(self) -> bool:
+        return self._lock.is_locked
+
+    def holder(self) -> Holder | None:
+        """Who holds the lock now, from its note; None when it is free or the note is stale."""
+        try:
+            note = json.loads(self.info_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return Holder(pid=note["pid"], host=note["host"], command=note["command"],
+                      device=note["device"], since=note["since"])
+
+    def probe(self) -> Holder | None:
+        """Non-blocking: None when the device is free now, else its holder (maybe unknown pid)."""
+        if self._lock.is_locked:  # held by this very process
+            return self.holder()
+        probe = filelock.FileLock(str(self.path), thread_local=False)
+        try:
+            probe.acquire(timeout=0)
+        except filelock.Timeout:
+            return self.holder() or Holder(0, "?", "unknown", self.device, time.time())
+        probe.release()
+        return None
+
+    def __enter__(self) -> "DeviceLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,144 @@
+"""What the device commands measure: latency statistics from BENCH ticks, on-device accuracy.
+
+Both work on a connected :class:`~device_harness.client.DeviceClient` with a model uploaded, so the
+same code runs against the twin, an emulator or a board. The reference for "identical outputs" is
+LiteRT with its *reference* kernels (``OpResolverType.BUILTIN_REF``): TFLM's kernels are those, while
+LiteRT's default XNNPACK kernels round differently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from tinyfarm.errors import DataError, ModelError
+
+
+@dataclass
+class LatencyStats:
+    runs: int
+    tick_hz: int
+    median_ticks: float
+    p90_ticks: float
+    min_ticks: int
+    max_ticks: int
+    mean_ticks: float
+
+    def us(self, ticks: float) -> float | None:
+        return ticks * 1e6 / self.tick_hz if self.tick_hz else None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for key in ("median", "p90", "min", "max", "mean"):
+            d[f"{key}_us"] = self.us(d[f"{key}_ticks"])
+        return d
+
+
+def latency_stats(ticks: Sequence[int], tick_hz: int) -> LatencyStats:
+    """Median, p90, min, max, mean of per-run ticks (``tick_hz`` converts them to time)."""
+    if len(ticks) == 0:
+        raise ValueError("no runs")
+    t = np.asarray(ticks, dtype=np.float64)
+    return LatencyStats(runs=len(t), tick_hz=int(tick_hz), median_ticks=float(np.median(t)),
+                        p90_ticks=float(np.percentile(t, 90)), min_ticks=int(t.min()), max_ticks=int(t.max()),
+                        mean_ticks=float(t.mean()))
+
+
+def quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    """Float data -> the model's input dtype with its scale/zero point (as the converter expects)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return x.astype(dtype)
+    if not scale:
+        raise ModelError(f"the model's {dtype} input has no quantization scale")
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(x, dtype=np.float64) / scale + zero_point)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+class ReferenceInterpreter:
+    """LiteRT with the reference kernels, on the same raw tensors the device gets."""
+
+    def __init__(self, model: bytes) -> None:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415
+
+        try:
+            self.interp = Interpreter(model_content=bytes(model),
+                                      experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"LiteRT cannot load the model: {str(exc).splitlines()[0]}") from None
+        self.inputs = self.interp.get_input_details()
+        self.outputs = self.interp.get_output_details()
+
+    def __call__(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        for d, x in zip(self.inputs, inputs):
+            self.interp.set_tensor(d["index"], np.asarray(x).reshape(d["shape"]).astype(d["dtype"], copy=False))
+        self.interp.invoke()
+        return [self.interp.get_tensor(d["index"]).copy() for d in self.outputs]
+
+
+@dataclass
+class EvaluationResult:
+    dataset: str
+    samples: int
+    accuracy: float
+    identical_outputs: int
+    identical_share: float | None
+    max_abs_diff: float | None
+    latency: dict
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate_on_device(dev: Any, model: bytes, x: np.ndarray, y: np.ndarray, *, dataset: str = "",
+                       reference: bool = True,
+                       progress: Callable[[int, int], None] | None = None) -> EvaluationResult:
+    """Accuracy of the uploaded ``model`` on ``(x, y)`` measured on the device, sample by sample.
+
+    Inputs are quantized with the device-reported scale/zero point of input 0; the prediction is the
+    argmax of output 0. With ``reference``, each raw output is compared with LiteRT's reference kernels.
+    """
+    import time  # noqa: PLC0415
+
+    if not dev.inputs or not dev.outputs:
+        raise ModelError("the device reported no tensors for this model (engine-less firmware?)")
+    if len(dev.inputs) != 1:
+        raise ModelError(f"evaluate needs a single-input model, this one has {len(dev.inputs)}")
+    t_in = dev.inputs[0]
+    if len(x) == 0:
+        raise DataError(f"the {dataset or 'data set'} test split is empty")
+    per_sample = int(np.prod(t_in.dims, dtype=np.int64))
+    if int(np.prod(x.shape[1:], dtype=np.int64)) != per_sample:
+        raise DataError(f"data set samples have shape {tuple(x.shape[1:])}, the model input is {t_in.dims}")
+    ref = ReferenceInterpreter(model) if reference else None
+    q = quantize(x, t_in.numpy_dtype, t_in.scale, t_in.zero_point).reshape((len(x),) + tuple(t_in.dims))
+    correct = identical = 0
+    max_diff = 0.0
+    ticks = []
+    t0 = time.perf_counter()
+    for i in range(len(q)):
+        outs, tk = dev.invoke([q[i]])
+        ticks.append(tk)
+        out0 = outs[0].reshape(-1)
+        correct += int(int(np.argmax(out0)) == int(y[i]))
+        if ref is not None:
+            r_outs = ref([q[i]])
+            same = all(np.array_equal(a.reshape(-1), b.reshape(-1)) for a, b in zip(outs, r_outs))
+            identical += int(same)
+            diff = max(float(np.max(np.abs(a.astype(np.float64).reshape(-1) - b.astype(np.float64).reshape(-1))))
+                       for a, b in zip(outs, r_outs))
+            max_diff = max(max_diff, diff)
+        if progress:
+            progress(i + 1, len(q))
+    tick_hz = dev.info.tick_hz if dev.info else 0
+    return EvaluationResult(
+        dataset=dataset, samples=len(q), accuracy=correct / len(q),
+        identical_outputs=identical if ref is not None else 0,
+        identical_share=identical / len(q) if ref is not None else None,
+        max_abs_diff=max_diff if ref is not None else None,
+        latency=latency_stats(ticks, tick_hz).as_dict(), seconds=time.perf_counter() - t0)

@@ -1,0 +1,1 @@
+"""Regression suites and their committed baselines for ``tinyfarm regress`` (data only)."""

@@ -1,0 +1,63 @@
+"""``python -m device_harness.twin [--board B] [--arena-bytes N] [--tcp] [--pace | --baud N]``.
+
+Prints the pyserial URL on the first line of stdout, then serves until SIGTERM/SIGINT. This is
+what :class:`device_harness.backends.twin.TwinBackend` starts as a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+from device_harness.boards import get_board
+from device_harness.twin.server import TwinServer
+from tinyfarm.errors import TinyfarmError
+
+
+def _exit_on_stdin_eof() -> None:
+    """The launcher holds our stdin pipe; EOF means it is gone, so no orphan twin outlives it."""
+    while sys.stdin.buffer.read(4096):
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m device_harness.twin")
+    ap.add_argument("--board", default=None)
+    ap.add_argument("--arena-bytes", type=int, default=None)
+    ap.add_argument("--tcp", action="store_true")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--pace", action="store_true", help="pace the line at the board's baud rate")
+    ap.add_argument("--baud", type=int, default=None, help="pace the line at this baud rate")
+    ap.add_argument("--exit-with-parent", action="store_true",
+                    help="exit when stdin closes: the launching process died (even by kill -9)")
+    args = ap.parse_args(argv)
+    try:
+        profile = get_board(args.board).with_overrides(arena_bytes=args.arena_bytes)
+        baud = args.baud or (profile.baud if args.pace else None)
+        server = TwinServer(profile, tcp=args.tcp, port=args.port, baud=baud)
+    except TinyfarmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    def _stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    if args.exit_with_parent:
+        threading.Thread(target=_exit_on_stdin_eof, daemon=True).start()
+    print(server.url, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

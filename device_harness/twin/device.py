@@ -1,0 +1,268 @@
+"""The twin's protocol state machine: one request frame in, one response frame out.
+
+Transport-free (the server feeds it), so it is unit-testable and behaves exactly like the firmware
+should: same error codes, same upload rules, same retransmission cache. TFLM runs in a
+:class:`~device_harness.twin.tflm_process.TflmProcess`; when it dies the twin answers DEVICE_FAULT
+and resets (model dropped), like a board after a HardFault — and the next command works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from device_harness.boards import BoardProfile
+from device_harness.protocol import (
+    MAX_PAYLOAD_LIMIT, MIN_PAYLOAD, VERSION, Capability, CrcError, ErrorCode, Flag, Frame,
+    ModelStatus, MsgType, PayloadError, encode_frame, pack_error, pack_response, unpack_request,
+)
+from device_harness.protocol.spec import DTYPE_OF_NUMPY, MESSAGES
+from device_harness.twin import tflm_process as tp
+
+FIRMWARE_VERSION = "twin-1"
+RX_WINDOW = 16
+_KIND_TO_CODE = {
+    "model_invalid": ErrorCode.MODEL_INVALID, "op_unsupported": ErrorCode.OP_UNSUPPORTED,
+    "arena_too_small": ErrorCode.ARENA_TOO_SMALL, "invoke_failed": ErrorCode.INVOKE_FAILED,
+    "bad_argument": ErrorCode.BAD_ARGUMENT, "no_model": ErrorCode.NO_MODEL,
+    "device_fault": ErrorCode.DEVICE_FAULT, "internal": ErrorCode.INTERNAL,
+}
+
+
+class _Reply(Exception):
+    """Raised inside a handler to answer an error frame."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def tflm_version() -> str:
+    try:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        return f"tflite-micro {version('tflite-micro')}"
+    except Exception:
+        return "tflite-micro"
+
+
+class TwinDevice:
+    """Protocol behaviour of a TFLM board described by ``profile``."""
+
+    def __init__(self, profile: BoardProfile, *, paced: bool = False, max_payload: int = MAX_PAYLOAD_LIMIT,
+                 tflm: tp.TflmProcess | None = None) -> None:
+        self.profile = profile
+        self.paced = paced
+        self.device_max_payload = max(MIN_PAYLOAD, min(max_payload, MAX_PAYLOAD_LIMIT))
+        self.max_payload = self.device_max_payload
+        self.tflm = tflm or tp.TflmProcess(timeout_s=120.0)
+        self._tflm_version = tflm_version()
+        self.faults = 0
+        self._last: tuple[int, int, bytes] | None = None  # (seq, type, response frame)
+        self._reset_state()
+        self.tflm.start()  # pay the runtime's start-up now, not inside the first upload
+
+    def close(self) -> None:
+        self.tflm.close()
+
+    # ---- state ---------------------------------------------------------------------------------
+    def _reset_state(self) -> None:
+        self._upload: dict[str, Any] | None = None
+        self._model: bytes | None = None
+        self._info: tp.LoadInfo | None = None
+        self._inputs: list[bytearray] = []
+        self._outputs: list[bytes] = []
+
+    def _fault(self, exc: Exception, during: str) -> _Reply:
+        self.faults += 1
+        self._reset_state()
+        try:
+            self.tflm.unload()
+            self.tflm.start()  # the "reboot": a fresh TFLM process, ready for the next command
+        except Exception:
+            pass
+        detail = str(exc).removesuffix("; it was reset")
+        return _Reply(ErrorCode.DEVICE_FAULT, f"{detail}; the twin reset itself (during {during}, model dropped)")
+
+    # ---- entry points --------------------------------------------------------------------------
+    def handle(self, event: Frame | CrcError) -> bytes | None:
+        """The response frame for one decoded event (None: nothing to answer, e.g. a response)."""
+        if isinstance(event, CrcError):
+            if event.flags & Flag.RESPONSE:
+                return None
+            return self._error_frame(event.type, event.seq, ErrorCode.CRC_MISMATCH,
+                                     f"payload CRC failed ({event.length} bytes); retransmit")
+        if event.flags & Flag.RESPONSE:
+            return None
+        if self._last is not None and self._last[0] == event.seq and self._last[1] == event.type:
+            return self._last[2]  # a retransmission: the remembered answer, not re-executed
+        reset_after = False
+        try:
+            spec = MESSAGES.get(event.type)
+            if spec is None:
+                raise _Reply(ErrorCode.UNKNOWN_COMMAND, f"unknown message type {event.type:#04x}")
+            if len(event.payload) > self.max_payload:
+                raise _Reply(ErrorCode.PAYLOAD_TOO_LARGE,
+                             f"{len(event.payload)} bytes > max payload {self.max_payload}")
+            try:
+                args = unpack_request(event.type, event.payload)
+            except PayloadError as exc:
+                raise _Reply(ErrorCode.MALFORMED, f"{spec.name}: {exc}") from None
+            handler = getattr(self, f"_on_{spec.name.lower()}")
+            values = handler(**args)
+            payload = pack_response(event.type, **values)
+            reset_after = event.type == MsgType.RESET
+            out = encode_frame(event.type, event.seq, payload, Flag.RESPONSE)
+        except _Reply as reply:
+            out = self._error_frame(event.type, event.seq, reply.code, str(reply))
+        except Exception as exc:  # a twin bug must not kill the line
+            out = self._error_frame(event.type, event.seq, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        self._last = (event.seq, event.type, out)
+        if reset_after:
+            self._reset_state()
+            self.tflm.unload()
+        return out
+
+    def _error_frame(self, type_: int, seq: int, code: int, message: str) -> bytes:
+        return encode_frame(type_, seq, pack_error(code, message[:255]), Flag.RESPONSE | Flag.ERROR)
+
+    # ---- handlers (named _on_<message>) ----------------------------------------------------------
+    def _on_hello(self, protocol_version: int, max_payload: int) -> dict:
+        if protocol_version != VERSION:
+            raise _Reply(ErrorCode.BAD_ARGUMENT, f"protocol version {protocol_version} not supported (device: {VERSION})")
+        self.max_payload = max(MIN_PAYLOAD, min(self.device_max_payload, max_payload))
+        caps = Capability.ENGINE | (Capability.PACED if self.paced else 0)
+        p = self.profile
+        return dict(protocol_version=VERSION, max_payload=self.max_payload, rx_window=RX_WINDOW,
+                    capabilities=int(caps), cpu_hz=p.cpu_hz, tick_hz=1_000_000_000,
+                    arena_bytes=p.arena_bytes, max_model_bytes=p.max_model_bytes,
+                    firmware_version=FIRMWARE_VERSION, tflm_version=self._tflm_version,
+                    board=f"twin:{p.name}", tick_source="host-ns")
+
+    def _on_reset(self) -> dict:
+        return {}  # state is dropped after the answer is built (see handle)
+
+    def _on_echo(self, data: bytes) -> dict:
+        return {"data": data}
+
+    def _on_model_begin(self, size: int, sha256: list[int]) -> dict:
+        if size > self.profile.max_model_bytes:
+            raise _Reply(ErrorCode.MODEL_TOO_LARGE,
+                         f"model of {size} bytes > {self.profile.max_model_bytes} bytes of model buffer "
+                         f"on {self.profile.name}")
+        if size == 0:
+            raise _Reply(ErrorCode.BAD_ARGUMENT, "empty model")
+        self._reset_state()
+        self.tflm.unload()
+        self._upload = {"size": size, "sha256": bytes(sha256), "buf": bytearray()}
+        return {}
+
+    def _on_model_chunk(self, offset: int, data: bytes) -> dict:
+        up = self._upload
+        if up is None:
+            raise _Reply(ErrorCode.BAD_STATE, "MODEL_CHUNK without MODEL_BEGIN")
+        buf = up["buf"]
+        received = len(buf)
+        end = offset + len(data)
+        if end > up["size"]:
+            raise _Reply(ErrorCode.BAD_ARGUMENT, f"chunk ends at {end}, past the model size {up['size']}")
+        if offset > received:
+            raise _Reply(ErrorCode.OUT_OF_ORDER, f"expected offset {received}")
+        if end > received:
+            buf += data[received - offset:]
+        return {"received": len(buf)}
+
+    def _on_model_end(self) -> dict:
+        up = self._upload
+        if up is None:
+            raise _Reply(ErrorCode.BAD_STATE, "MODEL_END without MODEL_BEGIN")
+        if len(up["buf"]) != up["size"]:
+            raise _Reply(ErrorCode.BAD_STATE, f"received {len(up['buf'])} of {up['size']} bytes")
+        model = bytes(up["buf"])
+        self._upload = None
+        if hashlib.sha256(model).digest() != up["sha256"]:
+            raise _Reply(ErrorCode.HASH_MISMATCH, "SHA-256 of the received bytes differs from MODEL_BEGIN's")
+        try:
+            info = self.tflm.load(model, self.profile.arena_bytes)
+        except tp.DeviceFault as exc:
+            raise self._fault(exc, "model load") from None
+        except tp.ArenaTooSmall as exc:
+            raise _Reply(ErrorCode.ARENA_TOO_SMALL,
+                         f"{self.profile.arena_bytes}-byte arena of {self.profile.name}: {exc}") from None
+        except tp.TflmError as exc:
+            raise _Reply(_KIND_TO_CODE.get(exc.kind, ErrorCode.INTERNAL), str(exc)) from None
+        self._model, self._info = model, info
+        self._inputs = [bytearray(d.nbytes) for d in info.inputs]
+        self._outputs = [bytes(d.nbytes) for d in info.outputs]
+        return dict(status=int(ModelStatus.VERIFIED | ModelStatus.LOADED), arena_used=info.arena_used,
+                    inputs=len(info.inputs), outputs=len(info.outputs))
+
+    def _need_model(self) -> tp.LoadInfo:
+        if self._info is None:
+            raise _Reply(ErrorCode.NO_MODEL, "no verified model is loaded")
+        return self._info
+
+    def _on_tensor_info(self, direction: int, index: int) -> dict:
+        info = self._need_model()
+        if direction not in (0, 1):
+            raise _Reply(ErrorCode.BAD_ARGUMENT, f"direction {direction} (0 input, 1 output)")
+        tensors = info.inputs if direction == 0 else info.outputs
+        if index >= len(tensors):
+            raise _Reply(ErrorCode.BAD_ARGUMENT, f"{'input' if direction == 0 else 'output'} {index} "
+                                                 f"of {len(tensors)}")
+        d = tensors[index]
+        dtype = DTYPE_OF_NUMPY.get(d.dtype.name)
+        if dtype is None:
+            raise _Reply(ErrorCode.INTERNAL, f"tensor type {d.dtype} has no protocol code")
+        return dict(dtype=dtype, bytes=d.nbytes, scale=d.scale, zero_point=d.zero_point, dims=list(d.shape))
+
+    def _on_set_input(self, index: int, offset: int, data: bytes) -> dict:
+        self._need_model()
+        if index >= len(self._inputs):
+            raise _Reply(ErrorCode.BAD_ARGUMENT, f"input {index} of {len(self._inputs)}")
+        buf = self._inputs[index]
+        if offset + len(data) > len(buf):
+            raise _Reply(ErrorCode.BAD_ARGUMENT, f"write of {len(data)} at {offset} past input size {len(buf)}")
+        buf[offset:offset + len(data)] = data
+        return {}
+
+    def _input_arrays(self) -> list[np.ndarray]:
+        info = self._need_model()
+        return [np.frombuffer(bytes(b), dtype=d.dtype).reshape(d.shape) for b, d in zip(self._inputs, info.inputs)]
+
+    def _run_tflm(self, what: str, fn, *args):
+        try:
+            return fn(*args)
+        except tp.DeviceFault as exc:
+            raise self._fault(exc, what) from None
+        except tp.TflmError as exc:
+            raise _Reply(_KIND_TO_CODE.get(exc.kind, ErrorCode.INTERNAL), str(exc)) from None
+
+    def _on_invoke(self) -> dict:
+        inputs = self._input_arrays()
+        outputs, ticks = self._run_tflm("INVOKE", self.tflm.invoke, inputs)
+        self._outputs = [np.ascontiguousarray(o).tobytes() for o in outputs]
+        return {"ticks": int(ticks)}
+
+    def _on_get_output(self, index: int, offset: int, length: int) -> dict:
+        self._need_model()
+        if index >= len(self._outputs):
+            raise _Reply(ErrorCode.BAD_ARGUMENT, f"output {index} of {len(self._outputs)}")
+        out = self._outputs[index]
+        if offset > len(out) or length > self.max_payload:
+            raise _Reply(ErrorCode.BAD_ARGUMENT, f"read of {length} at {offset} (output has {len(out)} bytes)")
+        return {"data": out[offset:offset + length]}
+
+    def _on_bench(self, warmup: int, runs: int) -> dict:
+        limit = (self.max_payload - 4) // 4
+        if runs < 1 or runs > limit:
+            raise _Reply(ErrorCode.BAD_ARGUMENT, f"runs must be 1..{limit}")
+        inputs = self._input_arrays()
+        ticks = self._run_tflm("BENCH", self.tflm.bench, warmup, runs, inputs)
+        return {"count": len(ticks), "ticks": [min(int(t), 0xFFFFFFFF) for t in ticks]}
+
+    def _on_arena(self) -> dict:
+        info = self._need_model()
+        return {"used": info.arena_used, "capacity": self.profile.arena_bytes}

@@ -1,0 +1,52 @@
+// The inference engine seen by the dispatcher. Two implementations:
+//   engine_tflm.cpp -- TFLite Micro MicroInterpreter (built only when TFLM_ROOT is given);
+//   engine_none.cpp -- the protocol-conformance build: no engine, every call answers NO_ENGINE.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace tf {
+namespace engine {
+
+struct Status {
+  uint16_t code;        // TFP_ERR_* (TFP_ERR_OK on success)
+  const char* message;  // human readable; static storage
+  bool ok() const { return code == 0; }
+};
+
+constexpr size_t kMaxDims = 8;
+
+struct TensorInfo {
+  uint8_t dtype;        // TfLiteType numbering (TFP_DTYPE_*)
+  uint32_t bytes;
+  float scale;
+  int32_t zero_point;
+  uint8_t ndims;
+  int32_t dims[kMaxDims];
+};
+
+// True when a real engine is linked (HELLO's ENGINE capability).
+bool available();
+// TFLM version string for HELLO ("none" in the engine-less build).
+const char* version();
+// Tensor arena capacity in bytes (0 without an engine).
+uint32_t arena_capacity();
+// Bytes of the arena the loaded model uses (0 when nothing is loaded).
+uint32_t arena_used();
+
+// Build an interpreter for a verified model that stays at `model` for as long as it is loaded.
+Status load(const uint8_t* model, size_t size, uint8_t* inputs, uint8_t* outputs);
+// Drop the interpreter (RESET, a new upload).
+void unload();
+bool loaded();
+// OK when a model is loaded and commands can run; NO_ENGINE / NO_MODEL otherwise.
+Status ready();
+
+Status tensor_info(uint8_t direction, uint8_t index, TensorInfo* out);
+Status set_input(uint8_t index, uint32_t offset, const uint8_t* data, size_t n);
+Status invoke();
+// Copies up to `max_len` bytes of output `index` from `offset`; `*copied` gets the count.
+Status get_output(uint8_t index, uint32_t offset, uint8_t* out, size_t max_len, size_t* copied);
+
+}  // namespace engine
+}  // namespace tf

@@ -1,0 +1,104 @@
+"""Stage ``deploy``: the deployable model on a device, so ``tinyfarm run`` ends with on-device figures.
+
+It uploads ``model_int8.tflite`` over the wire protocol to ``deploy.device`` (a TFLM twin by default;
+any ``--device`` value works: ``qemu``, a farm name, a serial port), then measures on the device:
+upload time and goodput, arena bytes, latency over ``runs`` invocations after ``warmup``, and the
+accuracy on the test split with the share of outputs identical to LiteRT's reference kernels.
+The figures land in ``report.json`` under ``"deploy"``. The stage talks to hardware, so it always runs
+(no cache): a device's figures are only as fresh as the last time it was asked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline import stages as _builtin  # noqa: F401 - 'report' must be registered to anchor on
+from pipeline.runner import Stage, StageContext, register_stage
+
+
+def deploy_model(model: bytes, device: str, x, y, *, dataset: str, runs: int, warmup: int,
+                 farm: str | None = None, board: str | None = None,
+                 progress=None) -> dict[str, Any]:
+    """Upload ``model`` to ``device``, benchmark it and evaluate it on ``(x, y)``; figures as a dict."""
+    from device_harness.client import DeviceClient
+    from device_harness.devices import resolve_device
+    from device_harness.measure import evaluate_on_device, latency_stats
+
+    backend = resolve_device(device, board=board, farm=farm)
+    try:
+        url = backend.start()
+        with DeviceClient.open(url, baud=backend.baud) as dev:
+            info = dev.hello()
+            upload = dev.upload(model)
+            used, capacity = dev.arena()
+            evaluation = evaluate_on_device(dev, model, x, y, dataset=dataset, progress=progress)
+            ticks = dev.bench(warmup=warmup, runs=runs)
+    finally:
+        backend.stop()
+    return {
+        "device": device,
+        "board": info.board,
+        "firmware_version": info.firmware_version,
+        "tflm_version": info.tflm_version,
+        "tick_source": info.tick_source,
+        "tick_hz": info.tick_hz,
+        "model_bytes": len(model),
+        "upload_seconds": upload.seconds,
+        "upload_bytes_per_second": upload.bytes_per_second,
+        "arena_used_bytes": used,
+        "arena_capacity_bytes": capacity,
+        "latency": latency_stats(ticks, info.tick_hz).as_dict(),
+        "accuracy": evaluation.accuracy,
+        "samples": evaluation.samples,
+        "identical_share": evaluation.identical_share,
+        "identical_outputs": evaluation.identical_outputs,
+    }
+
+
+def run_deploy(ctx: StageContext) -> dict:
+    from pipeline.progress import console, task
+
+    cfg, data = ctx.section, ctx.data()
+    deployable = ctx.deployable()
+    if not deployable:
+        return {"skipped": "no deployable int8 model"}
+    model = ctx.path(deployable["path"]).read_bytes()
+    n = cfg.max_samples or len(data.x_test)
+    x, y = data.x_test[:n], data.y_test[:n]
+    with task(f"on device ({cfg.device}): upload, evaluate, bench", total=len(x)) as progress:
+        figures = deploy_model(model, cfg.device, x, y, dataset=ctx.config.dataset.name,
+                               runs=cfg.runs, warmup=cfg.warmup, farm=cfg.farm, board=cfg.board,
+                               progress=lambda i, total: progress.tick(1))
+    figures["model"] = deployable["path"]
+    console.print(f"  on {figures['board']}: accuracy {figures['accuracy']:.4f}, "
+                  f"median {_us(figures['latency'].get('median_us'))}, arena {figures['arena_used_bytes']} B, "
+                  f"identical to LiteRT reference {figures['identical_share']:.1%}")
+    return {"deploy": figures, "report": {"deploy": figures}}
+
+
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f} µs"
+
+
+def render_deploy(figures: dict[str, Any]) -> list[str]:
+    """Markdown lines for the report."""
+    lat = figures.get("latency", {})
+    return [
+        "## On the device",
+        "",
+        f"`{figures['model']}` on **{figures['board']}** (`--device {figures['device']}`, "
+        f"firmware {figures['firmware_version']}, TFLM {figures['tflm_version']}, "
+        f"ticks from {figures['tick_source']}).",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| accuracy on device ({figures['samples']} test samples) | {figures['accuracy']:.4f} |",
+        f"| outputs identical to LiteRT reference kernels | {figures['identical_share']:.1%} |",
+        f"| latency median / p90 | {_us(lat.get('median_us'))} / {_us(lat.get('p90_us'))} |",
+        f"| arena used / capacity (B) | {figures['arena_used_bytes']} / {figures['arena_capacity_bytes']} |",
+        f"| upload | {figures['model_bytes']} B in {figures['upload_seconds']:.3f} s |",
+    ]
+
+
+register_stage(Stage("deploy", run_deploy, enabled=lambda c: c.deploy.enabled, cache=False,
+                     sections=("export",)), before="report")

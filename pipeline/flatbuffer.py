@@ -1,0 +1,151 @@
+"""What is really inside a ``.tflite``: operators, weight buffers, their sparsity and parameter count.
+
+Sparsity is measured here, in the flatbuffer's weight buffers, not in the Keras model: conversion
+(BatchNorm folding, quantization, float16 casting) must not be trusted to keep zeros. A zero weight
+stays an exact zero in every variant kind (symmetric int8 weights have zero point 0), so the count
+of zero elements in a weight buffer is the sparsity a sparse kernel or compressor can use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinyfarm.errors import ModelError
+
+# Operators whose input 1 is a weight tensor (kernel) and input 2 a bias.
+WEIGHTED_OPS = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED": (1, 2),
+                "TRANSPOSE_CONV": (1, 3), "CONV_3D": (1, 2)}
+
+_NUMPY_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16,
+                9: np.int8, 10: np.float64, 15: np.uint32, 16: np.uint16}
+
+
+@dataclass
+class WeightTensor:
+    name: str
+    op: str
+    shape: list[int]
+    dtype: str
+    elements: int
+    zeros: int
+
+    @property
+    def sparsity(self) -> float:
+        return self.zeros / self.elements if self.elements else 0.0
+
+
+@dataclass
+class TfliteInfo:
+    ops: list[str]
+    weights: list[WeightTensor] = field(default_factory=list)
+    bias_elements: int = 0
+    input_types: list[str] = field(default_factory=list)
+    output_types: list[str] = field(default_factory=list)
+
+    @property
+    def weight_elements(self) -> int:
+        return sum(w.elements for w in self.weights)
+
+    @property
+    def sparsity(self) -> float:
+        """Zeros over all weight elements (0 when the model has no weights)."""
+        total = self.weight_elements
+        return sum(w.zeros for w in self.weights) / total if total else 0.0
+
+    @property
+    def parameter_count(self) -> int:
+        """Weights plus biases of the conv/dense operators (folded BatchNorm included)."""
+        return self.weight_elements + self.bias_elements
+
+    def per_layer(self) -> dict[str, float]:
+        return {w.name: round(w.sparsity, 6) for w in self.weights}
+
+
+def _op_names() -> dict[int, str]:
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def _type_names() -> dict[int, str]:
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+
+def inspect_tflite(model_bytes: bytes) -> TfliteInfo:
+    """Parse a ``.tflite`` flatbuffer; raises :class:`ModelError` if it is not one."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    if len(model_bytes) < 8 or model_bytes[4:8] != b"TFL3":
+        raise ModelError("not a .tflite flatbuffer (no TFL3 identifier)")
+    try:
+        model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    except Exception as exc:  # noqa: BLE001 - a damaged flatbuffer can fail in many ways
+        raise ModelError(f"cannot parse the .tflite flatbuffer: {exc}") from None
+    op_names, type_names = _op_names(), _type_names()
+
+    def code_name(idx: int) -> str:
+        code = model.operatorCodes[idx]
+        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        if builtin == 32:  # CUSTOM
+            custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+            return f"CUSTOM:{custom}"
+        return op_names.get(builtin, f"BUILTIN_{builtin}")
+
+    def tensor_data(sg, t_idx: int) -> np.ndarray | None:
+        tensor = sg.tensors[t_idx]
+        buf = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
+        if buf is None or buf.data is None or len(buf.data) == 0:
+            return None
+        dtype = _NUMPY_TYPES.get(int(tensor.type))
+        if dtype is None:
+            return None
+        return np.frombuffer(np.asarray(buf.data, dtype=np.uint8).tobytes(), dtype=dtype)
+
+    info = TfliteInfo(ops=[])
+    seen: set[tuple[int, int]] = set()
+    for s_idx, sg in enumerate(model.subgraphs):
+        producers = {}
+        for op in sg.operators:
+            for o in (op.outputs if op.outputs is not None else []):
+                producers[int(o)] = op
+        if s_idx == 0:
+            info.input_types = [type_names.get(int(sg.tensors[i].type), "?") for i in sg.inputs]
+            info.output_types = [type_names.get(int(sg.tensors[i].type), "?") for i in sg.outputs]
+        for op_index, op in enumerate(sg.operators):
+            name = code_name(op.opcodeIndex)
+            info.ops.append(name)
+            if name not in WEIGHTED_OPS:
+                continue
+            inputs = list(op.inputs) if op.inputs is not None else []
+            w_pos, b_pos = WEIGHTED_OPS[name]
+            for pos, is_weight in ((w_pos, True), (b_pos, False)):
+                if pos >= len(inputs) or inputs[pos] < 0:
+                    continue
+                t_idx = int(inputs[pos])
+                # float16 / sparse weights reach the op through a DEQUANTIZE/DENSIFY of a constant.
+                src = producers.get(t_idx)
+                if src is not None and code_name(src.opcodeIndex) in ("DEQUANTIZE", "DENSIFY"):
+                    t_idx = int(src.inputs[0])
+                if (s_idx, t_idx) in seen:
+                    continue
+                data = tensor_data(sg, t_idx)
+                if data is None:
+                    continue
+                seen.add((s_idx, t_idx))
+                if is_weight:
+                    tensor = sg.tensors[t_idx]
+                    tname = tensor.name.decode() if isinstance(tensor.name, bytes) else (tensor.name or "")
+                    # Stripped models have no tensor names: name the weight by its operator.
+                    prefix = f"sg{s_idx}_" if s_idx else ""
+                    tname = f"{prefix}op{op_index:02d}_{name.lower()}" + (f" ({tname})" if tname else "")
+                    info.weights.append(WeightTensor(
+                        name=tname, op=name, shape=[int(d) for d in tensor.shape],
+                        dtype=type_names.get(int(tensor.type), "?"), elements=int(data.size),
+                        zeros=int(np.count_nonzero(data == 0))))
+                else:
+                    info.bias_elements += int(data.size)
+    return info

@@ -1,0 +1,129 @@
+"""Stage 1 model families: small CNNs for images (2-D) and signals (1-D), or a user's tf-keras model.
+
+The 1-D family is written with ``Conv2D`` and ``(k, 1)`` kernels on a ``(length, 1, channels)``
+view of the signal: TF-MOT's quantization-aware training does not support ``Conv1D`` (it is
+commented out of the default 8-bit registry), and TFLM runs ``CONV_2D`` directly, without the
+EXPAND_DIMS/SQUEEZE pair a ``Conv1D`` converts to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.keras_env import keras
+from pipeline.model_files import sniff_model_file
+from tinyfarm.errors import ModelError
+
+
+def build_cnn(input_shape: tuple[int, ...], num_classes: int, *, family: str = "auto",
+              width: int = 16, depth: int = 2, growth: float = 2.0, kernel_size: int = 3,
+              downsample: str = "pool", downsample_from: int = 0, head: str = "flatten",
+              dense_units: int = 0, dropout: float = 0.0, softmax: bool = True,
+              bn_momentum: float = 0.9, name: str | None = None) -> keras.Model:
+    """A Conv -> BatchNorm -> ReLU stack, ``depth`` blocks, ``width * growth**i`` filters in block i.
+
+    ``family`` is ``cnn2d`` (input ``(h, w, c)``), ``cnn1d`` (input ``(length, channels)``) or
+    ``auto`` (chosen from the rank of ``input_shape``). Blocks from ``downsample_from`` on halve the
+    resolution by max-pooling or stride (never below 1). The head is ``flatten`` or global average
+    pooling, an optional hidden dense layer, then a dense classifier and a separate ``Softmax``
+    layer (``softmax=False``: the model ends at the logits). BatchNorm momentum is 0.9, not Keras'
+    0.99: small data sets give a few hundred steps, too few for 0.99 moving statistics to settle.
+    """
+    input_shape = tuple(int(d) for d in input_shape)
+    if family == "auto":
+        family = {2: "cnn1d", 3: "cnn2d"}.get(len(input_shape), "")
+        if not family:
+            raise ModelError(f"no CNN family for input shape {input_shape}: give a model file "
+                             "(baseline.model_path) for inputs that are not (length, channels) or (h, w, c)")
+    if family == "cnn1d" and len(input_shape) != 2:
+        raise ModelError(f"cnn1d needs inputs of shape (length, channels), got {input_shape}")
+    if family == "cnn2d" and len(input_shape) != 3:
+        raise ModelError(f"cnn2d needs inputs of shape (height, width, channels), got {input_shape}")
+
+    inputs = keras.Input(shape=input_shape, name="input")
+    h = inputs
+    if family == "cnn1d":
+        h = keras.layers.Reshape((input_shape[0], 1, input_shape[1]), name="as_2d")(h)
+    spatial = [int(h.shape[1]), int(h.shape[2])]
+    for i in range(depth):
+        filters = max(1, int(round(width * growth ** i)))
+        kernel = (kernel_size, 1) if family == "cnn1d" else (kernel_size, kernel_size)
+        shrink = i >= downsample_from
+        factor = [2 if (shrink and s >= 2) else 1 for s in spatial]
+        if family == "cnn1d":
+            factor[1] = 1
+        strides = tuple(factor) if downsample == "stride" else (1, 1)
+        h = keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                                name=f"conv{i}")(h)
+        h = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"bn{i}")(h)
+        h = keras.layers.ReLU(name=f"relu{i}")(h)
+        if downsample == "pool" and any(f > 1 for f in factor):
+            h = keras.layers.MaxPooling2D(tuple(factor), name=f"pool{i}")(h)
+        spatial = [-(-s // f) for s, f in zip(spatial, factor)]
+    h = keras.layers.Flatten(name="flatten")(h) if head == "flatten" else \
+        keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    if dropout > 0:
+        h = keras.layers.Dropout(dropout, name="dropout")(h)
+    if dense_units > 0:
+        h = keras.layers.Dense(dense_units, activation="relu", name="hidden")(h)
+        if dropout > 0:
+            h = keras.layers.Dropout(dropout, name="dropout_hidden")(h)
+    outputs = keras.layers.Dense(num_classes, name="classifier")(h)
+    if softmax:  # a layer of its own, so export can cut it off (see without_softmax)
+        outputs = keras.layers.Softmax(name="softmax")(outputs)
+    return keras.Model(inputs, outputs, name=name or f"{family}_w{width}_d{depth}")
+
+
+def ends_in_softmax(model: keras.Model) -> bool:
+    """Whether the model outputs probabilities (a final Softmax layer or softmax activation)."""
+    last = model.layers[-1]
+    inner = getattr(last, "layer", last)  # QuantizeWrapper / pruning wrapper -> the wrapped layer
+    if isinstance(inner, keras.layers.Softmax):
+        return True
+    activation = getattr(inner, "activation", None)
+    return getattr(activation, "__name__", "") == "softmax"
+
+
+def without_softmax(model: keras.Model) -> keras.Model:
+    """The same model ending at the logits, if it ends in a separate ``Softmax`` layer (also QAT-wrapped).
+
+    Argmax does not need the softmax: a device that only classifies can skip it, and the raw logits
+    show every difference between two runtimes (a saturated int8 softmax hides most of them).
+    Models that fold softmax into their last Dense layer are returned unchanged.
+    """
+    last = model.layers[-1]
+    inner = getattr(last, "layer", last)  # QuantizeWrapper -> the wrapped layer
+    if isinstance(inner, keras.layers.Softmax) or (
+            isinstance(inner, keras.layers.Activation) and inner.get_config().get("activation") == "softmax"):
+        # A layer shared by several models (clone_model reuses unwrapped layers) has one inbound
+        # node per model: take the one in this model's graph (key format of tf_keras'
+        # functional._make_node_key).
+        for index in range(len(last._inbound_nodes)):
+            if f"{last.name}_ib-{index}" in getattr(model, "_network_nodes", ()):
+                return keras.Model(model.inputs, last.get_input_at(index), name=f"{model.name}_logits")
+    return model
+
+
+def load_user_model(path: str | Path) -> keras.Model:
+    """Load a user's tf-keras model (``.keras``, ``.h5`` or a SavedModel folder), one-line errors."""
+    path = Path(path)
+    sniff_model_file(path)
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - any loader failure is the user's file, say so in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load {path} as a tf-keras model: {first[:200]}") from None
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"{path} is not a tf-keras model")
+    return model
+
+
+def check_model_fits(model: keras.Model, input_shape: tuple[int, ...], num_classes: int, source: str) -> None:
+    """A user model must take the data's samples and output one score per class."""
+    got_in = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    if got_in is None or got_in != tuple(input_shape):
+        raise ModelError(f"{source}: model input shape {model.input_shape} does not match the data's "
+                         f"samples {tuple(input_shape)}")
+    out = model.output_shape
+    if isinstance(out, list) or out[-1] != num_classes:
+        raise ModelError(f"{source}: model output shape {out} does not have {num_classes} classes")

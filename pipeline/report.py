@@ -1,0 +1,194 @@
+"""Stage 7: ``report.json`` (the machine contract) and ``report.md`` + a plot (for people).
+
+``report.json`` holds ``"dataset"`` and ``"variants"`` — a list with at least ``name``, ``kind``,
+``accuracy`` (test split, 0..1), ``size_bytes``, ``sparsity`` (0..1, measured in the flatbuffer's
+weight buffers) and ``path`` (relative to the run folder) — plus the deployable model, the TFLM
+check, each stage's status, and whatever later stages add under their own key.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tinyfarm import __version__
+from tinyfarm.provenance import command_line, library_versions, sha256_file, write_json
+
+if TYPE_CHECKING:
+    from pipeline.runner import StageContext
+
+VARIANT_KEYS = ("name", "kind", "source", "method", "accuracy", "size_bytes", "gzip_bytes",
+                "sparsity", "parameter_count", "path")
+
+
+def build_report(ctx: "StageContext") -> dict:
+    """The ``report.json`` object from the results of the stages run so far."""
+    data = ctx.data()
+    evaluated = ctx.result("evaluate").summary["results"] if ctx.result("evaluate") else {}
+    tflm = ctx.result("tflm").summary.get("checks", {}) if ctx.result("tflm") else {}
+    variants = []
+    for v in ctx.variants():
+        m = evaluated.get(v["name"], {})
+        entry = {"name": v["name"], "kind": v["kind"], "source": v.get("source"),
+                 "method": v.get("method"), "accuracy": m.get("accuracy"),
+                 "size_bytes": m.get("size_bytes", (ctx.path(v["path"]).stat().st_size
+                                                     if ctx.path(v["path"]).is_file() else None)),
+                 "gzip_bytes": m.get("gzip_bytes"), "sparsity": m.get("sparsity"),
+                 "parameter_count": m.get("parameter_count"), "path": v["path"],
+                 "sha256": sha256_file(ctx.path(v["path"])) if ctx.path(v["path"]).is_file() else None,
+                 "input_type": m.get("input_type"), "output_type": m.get("output_type"),
+                 "layer_sparsity": m.get("layer_sparsity"), "ops": m.get("ops")}
+        if v["name"] in tflm:
+            entry["tflm"] = {k: tflm[v["name"]].get(k) for k in
+                             ("passed", "arena_bytes", "identical_share", "within_one_step_share",
+                              "same_top_class_share", "compared")}
+        variants.append(entry)
+    report: dict = {
+        "tinyfarm_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(),
+        "seed": ctx.seed,
+        "dataset": {**data.summary(), "description": data.description,
+                    "path": str(ctx.config.dataset.path) if ctx.config.dataset.path else None},
+        "variants": variants,
+    }
+    deployable = ctx.deployable()
+    if deployable:
+        report["deployable"] = dict(deployable)
+        export = ctx.result("export").summary if ctx.result("export") else {}
+        if export.get("c_source"):
+            report["deployable"]["c_source"] = export["c_source"]
+        if deployable.get("copy_of") in tflm:
+            report["deployable"]["tflm"] = tflm[deployable["copy_of"]]
+    keras_acc = {name: res.summary.get("keras_test_accuracy") for name, res in ctx.results.items()
+                 if isinstance(res.summary, dict) and "keras_test_accuracy" in res.summary}
+    if keras_acc:
+        report["keras_test_accuracy"] = keras_acc
+    if ctx.result("prune"):
+        report["pruning"] = {k: ctx.result("prune").summary.get(k)
+                             for k in ("schedule", "steps_per_epoch", "kernel_sparsity")}
+    if tflm:
+        report["tflm"] = tflm
+    report["stages"] = {name: {"skipped": res.skipped, "seconds": round(res.seconds, 3),
+                               "record": f"stages/{name}/record.json"}
+                        for name, res in ctx.results.items()}
+    for res in ctx.results.values():  # later stages (deploy, distill) add their own sections
+        for key, value in (res.summary.get("report") or {}).items():
+            report[key] = value
+    report["config"] = ctx.config.model_dump(mode="json")
+    report["versions"] = library_versions()
+    return report
+
+
+def plot_accuracy_vs_size(variants: list[dict], path: Path, title: str) -> Path:
+    """Test accuracy against file size: one point per variant, colour by kind, marker by source."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    colours = {"float32": "tab:blue", "dynamic": "tab:orange", "float16": "tab:green",
+               "int8": "tab:red", "int16x8": "tab:purple"}
+    markers = {"baseline": "o", "prune": "s"}
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for v in variants:
+        if v.get("accuracy") is None or v.get("size_bytes") is None:
+            continue
+        ax.scatter(v["size_bytes"] / 1024, 100 * v["accuracy"], s=60, alpha=0.85,
+                   color=colours.get(v["kind"], "tab:gray"), marker=markers.get(v.get("source"), "^"),
+                   label=f"{v['name']} ({v['size_bytes'] / 1024:.1f} KiB, {100 * v['accuracy']:.2f}%)")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_xlabel("size of the .tflite (KiB, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2f}%"
+
+
+def render_markdown(report: dict, plot_name: str | None) -> str:
+    ds = report["dataset"]
+    lines = [f"# tinyfarm report: {ds['name']}", "",
+             f"Data set: {ds.get('description') or ds['name']} — train {ds['train']}, val {ds['val']}, "
+             f"test {ds['test']}; input {tuple(ds['input_shape'])}, {ds['num_classes']} classes. "
+             f"Seed {report['seed']}.", "",
+             "Accuracy on the test split with LiteRT reference kernels; sparsity measured in the "
+             "flatbuffer's weight buffers.", "",
+             "| variant | kind | method | accuracy | size (B) | gzip (B) | sparsity | params | TFLM |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for v in report["variants"]:
+        t = v.get("tflm")
+        tflm = "—" if not t else (f"arena {t['arena_bytes']} B; {100 * t['identical_share']:.1f}% "
+                                  f"bit-identical, {100 * (t.get('within_one_step_share') or 0):.1f}% "
+                                  f"within 1 step")
+        lines.append(f"| {v['name']} | {v['kind']} | {v.get('method') or ''} | {_pct(v['accuracy'])} | "
+                     f"{v['size_bytes']} | {v.get('gzip_bytes') or '—'} | {_pct(v['sparsity'])} | "
+                     f"{v.get('parameter_count') or '—'} | {tflm} |")
+    dep = report.get("deployable")
+    if dep:
+        lines += ["", f"Deployable model: `{dep['path']}` (= `{dep['copy_of']}`)"
+                  + (f", C array `{dep['c_source']['source']}` / `{dep['c_source']['header']}`"
+                     if dep.get("c_source") else "") + "."]
+        if dep.get("tflm"):
+            t = dep["tflm"]
+            lines.append(f"TFLM: ops {', '.join(t['ops'])}; all supported: {t['ops_supported']}; "
+                         f"smallest arena {t['arena_bytes']} B; {t['identical']}/{t['compared']} "
+                         f"outputs bit-identical to the LiteRT reference, "
+                         f"{100 * t.get('within_one_step_share', 0):.1f}% within one quantization step, "
+                         f"{100 * t.get('same_top_class_share', 0):.1f}% with the same top class.")
+            if t["compared"] and t["identical"] < t["compared"] and (t.get("max_abs_diff") or 0) <= 1:
+                lines.append("The differences are single quantization steps: TFLM rounds the int8 "
+                             "requantization twice (gemmlowp), LiteRT once; values within about 2^-shift "
+                             "of a .5 tie round apart (see pipeline/tflm_check.py).")
+    if report.get("keras_test_accuracy"):
+        lines += ["", "Keras test accuracy per stage: " + ", ".join(
+            f"{k} {_pct(v)}" for k, v in report["keras_test_accuracy"].items()) + "."]
+    if report.get("distillation"):
+        from pipeline.distill_stage import render_distillation
+
+        lines += ["", *render_distillation(report["distillation"])]
+    if report.get("deploy"):
+        from pipeline.deploy_stage import render_deploy
+
+        lines += ["", *render_deploy(report["deploy"])]
+    if plot_name:
+        lines += ["", f"![accuracy vs size]({plot_name})"]
+    def stage_note(s: dict) -> str:
+        return "skipped, unchanged" if s["skipped"] else f"{s['seconds']:.1f} s"
+
+    lines += ["", "Stages: " + ", ".join(
+        f"{n} ({stage_note(s)})" for n, s in report["stages"].items()) + ".", ""]
+    return "\n".join(lines)
+
+
+def write_reports(ctx: "StageContext") -> dict[str, str]:
+    """Write ``report.json``, ``report.md`` and ``accuracy_vs_size.png`` into the run folder."""
+    from pipeline.runner import StageResult
+
+    # The report lists itself among the stages.
+    ctx.results.setdefault("report", StageResult("report", "", {}, {}, False, 0.0))
+    report = build_report(ctx)
+    files = {"json": "report.json", "markdown": "report.md"}
+    plot_name = None
+    if ctx.section is None or getattr(ctx.section, "plot", True):
+        plot_name = "accuracy_vs_size.png"
+        plot_accuracy_vs_size(report["variants"], ctx.path(plot_name),
+                              f"{report['dataset']['name']}: accuracy vs size")
+        files["plot"] = plot_name
+    report["files"] = files
+    write_json(ctx.path("report.json"), report)
+    ctx.path("report.md").write_text(render_markdown(report, plot_name))
+    ctx.results.pop("report", None)
+    return files

@@ -1,0 +1,40 @@
+"""Fixtures for the device-harness tests: model bytes, a model with an op TFLM lacks, the LSTM model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def hello_int8(shared_models: Path) -> bytes:
+    return (shared_models / "hello_world_int8.tflite").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def micro_speech(shared_models: Path) -> bytes:
+    return (shared_models / "micro_speech_quantized.tflite").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def lstm_model() -> bytes:
+    """Tiny int8 LSTM (see data/make_lstm_model.py): segfaults the TFLM runtime on a 64-byte arena."""
+    return (DATA / "lstm_int8.tflite").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def unsupported_op_model(hello_int8: bytes) -> bytes:
+    """hello_world with its FULLY_CONNECTED opcode rewritten to RANDOM_UNIFORM, which TFLM lacks."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(hello_int8, 0))
+    for opcode in model.operatorCodes:
+        opcode.builtinCode = schema.BuiltinOperator.RANDOM_UNIFORM
+        opcode.deprecatedBuiltinCode = 127
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

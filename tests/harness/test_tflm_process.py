@@ -1,0 +1,81 @@
+"""The TFLM runtime in a child process: loads, invokes, classifies failures, survives segfaults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device_harness.twin.tflm_process import (
+    ArenaTooSmall, BadArgument, DeviceFault, ModelInvalid, NoModel, OpUnsupported, TflmProcess,
+    smallest_arena,
+)
+from tinyfarm.errors import TinyfarmError
+
+
+@pytest.fixture(scope="module")
+def tflm():
+    with TflmProcess(timeout_s=30) as proc:
+        yield proc
+
+
+def test_load_invoke_and_batch_agree(tflm, micro_speech):
+    info = tflm.load(micro_speech, 20_000)
+    assert info.arena_used == 7584  # TFLM's own allocation record for this model
+    (inp,) = info.inputs
+    assert inp.shape == (1, 1960) and inp.dtype == np.int8 and inp.nbytes == 1960
+    rng = np.random.default_rng(0)
+    xs = rng.integers(-128, 128, (5, 1, 1960), dtype=np.int8)
+    batch_out, ticks = tflm.invoke_batch([xs])
+    assert batch_out[0].shape == (5, 1, 4) and len(ticks) == 5 and (ticks > 0).all()
+    for k in range(5):
+        single, ns = tflm.invoke([xs[k]])
+        np.testing.assert_array_equal(single[0], batch_out[0][k])
+        assert ns > 0
+    assert len(tflm.bench(1, 3)) == 3
+
+
+def test_failures_are_classified(tflm, micro_speech, unsupported_op_model):
+    with pytest.raises(ArenaTooSmall, match="arena too small"):
+        tflm.load(micro_speech, 1000)
+    with pytest.raises(ModelInvalid, match="not a valid TFLite flatbuffer"):
+        tflm.load(micro_speech[:5000], 20_000)
+    with pytest.raises(ModelInvalid, match="TFL3"):
+        tflm.load(b"definitely not a flatbuffer", 20_000)
+    with pytest.raises(OpUnsupported, match="RANDOM_UNIFORM"):
+        tflm.load(unsupported_op_model, 20_000)
+    with pytest.raises(NoModel):
+        tflm.invoke([np.zeros((1, 1960), np.int8)])
+    tflm.load(micro_speech, 20_000)
+    with pytest.raises(BadArgument, match="expects"):
+        tflm.invoke([np.zeros((1, 10), np.int8)])
+    with pytest.raises(BadArgument, match="dtype"):
+        tflm.invoke([np.zeros((1, 1960), np.float32)])
+    assert all(issubclass(e, TinyfarmError) for e in (ArenaTooSmall, DeviceFault, BadArgument))
+
+
+def test_segfault_is_a_device_fault_and_the_next_call_works(lstm_model, micro_speech):
+    with TflmProcess(timeout_s=30) as tflm:
+        first_pid = tflm.pid
+        with pytest.raises(DeviceFault, match="SIGSEGV"):
+            tflm.load(lstm_model, 64)  # the LSTM kernel segfaults on a tiny arena
+        assert tflm.faults == 1 and not tflm.loaded
+        info = tflm.load(micro_speech, 20_000)  # a fresh child
+        assert tflm.pid != first_pid and info.arena_used == 7584
+        out, _ = tflm.invoke([np.zeros((1, 1960), np.int8)])
+        assert out[0].shape == (1, 4)
+
+
+def test_reload_after_fault_restores_the_model(micro_speech):
+    with TflmProcess(timeout_s=30, reload_after_fault=True) as tflm:
+        tflm.load(micro_speech, 20_000)
+        x = np.ones((1, 1960), np.int8)
+        before, _ = tflm.invoke([x])
+        with pytest.raises(DeviceFault):
+            tflm.crash()
+        after, _ = tflm.invoke([x])
+        np.testing.assert_array_equal(before[0], after[0])
+
+
+def test_smallest_arena_matches_tflm_allocation_record(hello_int8, micro_speech):
+    assert smallest_arena(hello_int8) == 1936
+    assert smallest_arena(micro_speech) == 7584

@@ -1,0 +1,27 @@
+"""Small data and tiny models so every stage can be exercised in seconds."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def small_digits():
+    """A few hundred digits: enough to train a tiny CNN above chance in a couple of epochs."""
+    from tinyfarm_datasets import load_dataset
+
+    return load_dataset("digits", val_fraction=0.1, seed=0).subset(train=400, test=120)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(small_digits):
+    """A tiny 2-D CNN trained for a few epochs (shared by the stage tests; do not mutate)."""
+    from pipeline.keras_env import set_seed
+    from pipeline.models import build_cnn
+    from pipeline.train import fit_classifier
+
+    set_seed(0)
+    model = build_cnn(small_digits.input_shape, small_digits.num_classes, width=8, depth=2,
+                      dense_units=16)
+    fit_classifier(model, small_digits, epochs=4, batch_size=32, learning_rate=5e-3, label="tiny")
+    return model
