@@ -14,9 +14,23 @@ Subclasses implement :meth:`start` and :meth:`stop`; :meth:`restart` defaults to
 from __future__ import annotations
 
 import abc
+import subprocess
 from typing import Any
 
 from device_harness.boards import BoardProfile
+
+
+
+def stop_process(proc: "subprocess.Popen", timeout: float = 5.0) -> None:
+    """SIGTERM, wait, then SIGKILL: an emulator or twin never outlives the backend that started it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class Backend(abc.ABC):

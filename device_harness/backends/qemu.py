@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from device_harness.backends.base import Backend
+from device_harness.backends.base import Backend, stop_process
 from device_harness.boards import get_board
 from device_harness.devices import register_device
 from tinyfarm.errors import DeviceError
@@ -176,13 +176,8 @@ class QemuBackend(Backend):
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         self.url = None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()  # QEMU shuts down cleanly on SIGTERM
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_process(proc)  # QEMU shuts down cleanly on SIGTERM
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from device_harness.backends.base import Backend
+from device_harness.backends.base import Backend, stop_process
 from device_harness.backends.qemu import FIRMWARE_DIR, preset_elf
 from device_harness.boards import get_board
 from device_harness.devices import register_device
@@ -129,12 +129,7 @@ class RenodeBackend(Backend):
                 proc.stdin.flush()
                 proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc)
         if getattr(self, "_log", None) is not None:
             self._log.close()
             self._log = None

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 
-from device_harness.backends.base import Backend
+from device_harness.backends.base import Backend, stop_process
 from device_harness.boards import get_board
 from tinyfarm.errors import DeviceError
 
@@ -69,13 +69,7 @@ class TwinBackend(Backend):
         self.url = None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 pipe.close()
