@@ -94,6 +94,17 @@ class FrameDecoder:
             return 0
         return max(0, HEADER_BYTES + length + TRAILER_BYTES - len(buf))
 
+    def abandon_partial(self) -> list[Frame | CrcError]:
+        """Give up on the frame at the head of the buffer (its tail never came) and resync from the
+        next sync marker after it; returns any complete frames found behind it."""
+        if not self._buf:
+            return []
+        nxt = self._buf.find(SYNC, 1)
+        cut = len(self._buf) if nxt < 0 else nxt
+        self.dropped_bytes += cut
+        del self._buf[:cut]
+        return self.feed(b"")
+
     def feed(self, data: bytes) -> list[Frame | CrcError]:
         buf = self._buf
         buf += data

@@ -23,6 +23,9 @@ from device_harness.transports.paced import LinePacer
 from device_harness.transports.pty import open_raw_pty
 from device_harness.twin.device import TwinDevice
 
+#: a frame begun and then silent this long lost its tail: drop it and resync (UART idle-line rule)
+INTER_BYTE_GAP_S = 0.1
+
 
 class TwinServer:
     """``TwinServer(profile, tcp=False, baud=None)``; ``url`` is what a client opens.
@@ -54,6 +57,7 @@ class TwinServer:
             self.url = path
         self.frames_handled = 0
         self._stopping = False
+        self._last_rx = time.monotonic()
 
     # lifecycle ------------------------------------------------------------------------------------
     def start(self) -> "TwinServer":
@@ -152,17 +156,23 @@ class TwinServer:
         buf = bytearray(wanted)
         view = memoryview(buf)
         got = 0
-        os.set_blocking(self._master, True)
         try:
             while got < wanted and not self._stopping:
-                n = os.readv(self._master, [view[got:]])  # straight into place: no per-read objects
+                try:
+                    n = os.readv(self._master, [view[got:]])  # straight into place
+                except BlockingIOError:
+                    # the line went quiet mid-frame: give up after the inter-byte gap, as a UART
+                    # receiver would, so a frame whose tail was lost cannot wedge the device
+                    ready, _, _ = select.select([self._master], [], [], INTER_BYTE_GAP_S)
+                    if not ready:
+                        break
+                    continue
                 if not n:
                     break
                 got += n
         except OSError:
             pass
         finally:
-            os.set_blocking(self._master, False)
             view.release()
         del buf[got:]
         return bytes(buf)
@@ -188,6 +198,8 @@ class TwinServer:
                     waits.append(due - now)
             if tx:
                 waits.append(tx[0][0] - now)
+            if pacer is None and self.decoder.pending:
+                waits.append(self._last_rx + INTER_BYTE_GAP_S - now)
             timeout = max(0.0, min(waits)) if waits else None
             fds = [self._stop_r]
             io = self._io_fd()
@@ -203,6 +215,16 @@ class TwinServer:
                 self._conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 continue
             data = self._recv() if io is not None and io in ready else b""
+            if data:
+                self._last_rx = time.monotonic()
+            elif (self.decoder.pending and pacer is None
+                  and time.monotonic() - self._last_rx >= INTER_BYTE_GAP_S):
+                # a frame begun but not finished for a whole gap: its tail was lost; resync
+                data = b""
+                for event in self.decoder.abandon_partial():
+                    reply = self.device.handle(event)
+                    if reply is not None:
+                        self._send(reply)
             if pacer is not None:
                 pacer.arrive(data)
                 data = pacer.take()
