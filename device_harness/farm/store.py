@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from filelock import FileLock, Timeout
+
 from tinyfarm.errors import ConfigError
 from tinyfarm.provenance import library_versions, sha256_file
 
@@ -114,15 +116,21 @@ class ResultsStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False,
-                                       isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: durable across process death
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(SCHEMA)
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))
+            # Two runs opening one new database at once: switching it to WAL takes an exclusive
+            # lock that SQLite's busy timeout does not always wait for, so set-up is serialised.
+            with FileLock(f"{self.path}.init.lock", timeout=60):
+                self._db = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False,
+                                           isolation_level=None)
+                self._db.row_factory = sqlite3.Row
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: durable across process death
+                self._db.execute("PRAGMA foreign_keys=ON")
+                self._db.executescript(SCHEMA)
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                 (str(SCHEMA_VERSION),))
+        except Timeout:
+            raise ConfigError(f"results database {self.path} is being set up by another process "
+                              f"that holds {self.path}.init.lock") from None
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"results database {self.path} is not usable: {exc}") from None
         except OSError as exc:
