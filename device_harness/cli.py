@@ -134,12 +134,7 @@ def twin(board, arena_bytes, tcp, port, pace, baud, as_json) -> None:
         click.echo(f"twin of {profile.name}: {profile.arena_bytes:,} B arena, {profile.max_model_bytes:,} B "
                    f"model buffer{pacing}. Ctrl-C to stop.", err=True)
     sys.stdout.flush()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+    server.serve_until_stopped()
 
 
 # ---- info ----------------------------------------------------------------------------------------

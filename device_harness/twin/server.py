@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import signal
 import socket
 import threading
 import time
@@ -185,6 +186,20 @@ class TwinServer:
                 pass
         self._conn = None
         self.decoder.reset()
+
+    def serve_until_stopped(self) -> None:
+        """Serve until Ctrl-C or SIGTERM, then close: what both ``tinyfarm twin`` and
+        ``python -m device_harness.twin`` run in their main thread."""
+        def _stop(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _stop)
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.close()
 
     def serve_forever(self) -> None:
         pacer = LinePacer(self.baud) if self.baud else None
