@@ -30,7 +30,7 @@ import numpy as np
 
 from device_harness.protocol import (
     MAX_PAYLOAD_LIMIT, MIN_PAYLOAD, VERSION, Capability, CrcError, ErrorCode, Flag, Frame,
-    FrameDecoder, ModelStatus, MsgType, encode_frame, pack_request, unpack_error, unpack_response,
+    FrameDecoder, ModelStatus, MsgType, encode_frame_parts, pack_request, unpack_error, unpack_response,
 )
 from device_harness.protocol.spec import FRAME_OVERHEAD, NUMPY_DTYPES, RESPONSE_MS, RETRIES
 from tinyfarm import errors
@@ -267,42 +267,55 @@ class DeviceClient:
 
     def _send(self, type_: int, seq: int, payload: bytes) -> float:
         """Write one frame; return when it will have fully reached the device (line clock)."""
-        frame = encode_frame(type_, seq, payload)
+        return self._send_parts(type_, seq, b"", payload)
+
+    def _send_parts(self, type_: int, seq: int, prefix: bytes, data: bytes | memoryview) -> float:
+        """Write one frame whose payload is ``prefix + data`` without joining them: a model chunk
+        is a few header bytes plus a view into the model, handed to ``writev`` uncopied.
+        Returns when the frame will have fully reached the device (line clock)."""
+        parts = encode_frame_parts(type_, seq, prefix, data)
+        size = sum(len(p) for p in parts)
         if self._raw_write:
-            self._write_fd(frame)
+            self._write_fd(parts)
         else:
-            self.port.write(frame)
+            self.port.write(b"".join(parts))
         self.stats.frames_sent += 1
-        self.stats.bytes_sent += len(frame)
+        self.stats.bytes_sent += size
         # frames queue on the line behind each other: a timeout must count from when this one
         # has crossed it, not from when it was written (5% slack for real UART clocks)
         now = time.monotonic()
-        self._line_clear = max(self._line_clear, now) + 1.05 * self.line_time(len(frame))
+        self._line_clear = max(self._line_clear, now) + 1.05 * self.line_time(size)
         return self._line_clear
 
-    def _write_fd(self, data: bytes) -> None:
-        """Write straight to the port's non-blocking fd: pyserial's write re-slices the buffer
-        and re-arms its timeout for every partial write, which halves the rate on a pty.
+    def _write_fd(self, parts: tuple[bytes | memoryview, ...]) -> None:
+        """``writev`` straight to the port's non-blocking fd: pyserial's write copies the buffer,
+        re-slices it and re-arms its timeout for every partial write, which halves the rate on a pty.
 
         Bounded: if the device takes no byte for ``WRITE_STALL_S`` (plus the frame's line time),
         it has stopped reading and DeviceTimeout is raised.
         """
-        view = memoryview(data)
+        views = [memoryview(p) for p in parts if len(p)]
         fd = self._fd
-        stall = WRITE_STALL_S + 2 * self.line_time(len(data))
+        stall = WRITE_STALL_S + 2 * self.line_time(sum(len(v) for v in views))
         deadline = time.monotonic() + stall
-        while view:
+        while views:
             try:
-                written = os.write(fd, view)
+                written = os.writev(fd, views)
             except BlockingIOError:
                 written = 0
             if written:
-                view = view[written:]
+                while written:  # drop what went out, keep the rest of a partly written part
+                    if written >= len(views[0]):
+                        written -= len(views.pop(0))
+                    else:
+                        views[0] = views[0][written:]
+                        written = 0
                 deadline = time.monotonic() + stall
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DeviceTimeout(f"device stopped reading: {len(view)} bytes not taken in {stall:.1f} s")
+                left = sum(len(v) for v in views)
+                raise DeviceTimeout(f"device stopped reading: {left} bytes not taken in {stall:.1f} s")
             select.select([], [fd], [], remaining)
 
     def _read_some(self, timeout: float) -> bytes:
@@ -544,12 +557,14 @@ class DeviceClient:
         stalls = 0
         inflight = 0
         cwnd = float(self.window)  # congestion-style window: halves on a loss, grows on clean acks
+        view = memoryview(model)
         while acked < size:
             while len(outstanding) < int(cwnd) and next_off < size:
                 n = min(self.chunk, size - next_off)
                 seq = self._next_seq()
-                arrival = self._send(MsgType.MODEL_CHUNK, seq, pack_request(
-                    MsgType.MODEL_CHUNK, offset=next_off, data=model[next_off:next_off + n]))
+                # spec layout: the fields before the trailing `data`, then the data uncopied
+                prefix = pack_request(MsgType.MODEL_CHUNK, offset=next_off, data=b"")
+                arrival = self._send_parts(MsgType.MODEL_CHUNK, seq, prefix, view[next_off:next_off + n])
                 outstanding[seq] = (next_off, n, arrival)
                 inflight += n
                 next_off += n

@@ -4,7 +4,7 @@
 per-message pack/unpack. The firmware's C header comes from the same file (``codegen``).
 """
 
-from device_harness.protocol.frame import CrcError, Frame, FrameDecoder, encode_frame
+from device_harness.protocol.frame import CrcError, Frame, FrameDecoder, encode_frame, encode_frame_parts
 from device_harness.protocol.payload import (
     PayloadError, pack_error, pack_request, pack_response, unpack_error, unpack_request,
     unpack_response,
@@ -15,7 +15,7 @@ from device_harness.protocol.spec import (
 )
 
 __all__ = [
-    "CrcError", "Frame", "FrameDecoder", "encode_frame", "PayloadError", "pack_error",
+    "CrcError", "Frame", "FrameDecoder", "encode_frame", "encode_frame_parts", "PayloadError", "pack_error",
     "pack_request", "pack_response", "unpack_error", "unpack_request", "unpack_response",
     "FRAME_OVERHEAD", "MESSAGES", "MIN_PAYLOAD", "MAX_PAYLOAD_LIMIT", "VERSION", "Capability",
     "DType", "ErrorCode", "Flag", "ModelStatus", "MsgType",

@@ -70,15 +70,18 @@ def pack(fields: Iterable[Field], values: dict[str, Any] | None = None) -> bytes
     return bytes(out)
 
 
-def unpack(fields: Iterable[Field], data: bytes) -> dict[str, Any]:
+def unpack(fields: Iterable[Field], data: bytes | memoryview) -> dict[str, Any]:
+    """Field values of ``data``. A ``bytes`` field is a view into ``data`` when ``data`` is a
+    memoryview (the receiver's zero-copy path: the caller copies what it keeps), else ``bytes``."""
     fields = tuple(fields)
+    view_in = isinstance(data, memoryview)
     mv = memoryview(data)
     pos = 0
     out: dict[str, Any] = {}
     for i, f in enumerate(fields):
         base, count = _parse_type(f.type)
         if base == "bytes":
-            out[f.name] = bytes(mv[pos:])
+            out[f.name] = mv[pos:] if view_in else bytes(mv[pos:])
             pos = len(mv)
         elif base == "str8":
             if pos >= len(mv):

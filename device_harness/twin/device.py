@@ -61,6 +61,8 @@ class TwinDevice:
         self._tflm_version = tflm_version()
         self.faults = 0
         self._last: tuple[int, int, bytes] | None = None  # (seq, type, response frame)
+        # the board's model area: chunks are written into place, reused across uploads
+        self._model_area = bytearray()
         self._reset_state()
         self.tflm.start()  # pay the runtime's start-up now, not inside the first upload
 
@@ -154,33 +156,37 @@ class TwinDevice:
                          f"on {self.profile.name}")
         if size == 0:
             raise _Reply(ErrorCode.BAD_ARGUMENT, "empty model")
+        # the old model is gone for the protocol from here on; the TFLM process keeps its
+        # interpreter until MODEL_END's load replaces it (an unload round trip here would sit
+        # between MODEL_BEGIN and the first chunk, about a millisecond)
         self._reset_state()
-        self.tflm.unload()
-        self._upload = {"size": size, "sha256": bytes(sha256), "buf": bytearray()}
+        if len(self._model_area) < size:
+            self._model_area = bytearray(size)
+        self._upload = {"size": size, "sha256": bytes(sha256), "received": 0}
         return {}
 
-    def _on_model_chunk(self, offset: int, data: bytes) -> dict:
+    def _on_model_chunk(self, offset: int, data: bytes | memoryview) -> dict:
         up = self._upload
         if up is None:
             raise _Reply(ErrorCode.BAD_STATE, "MODEL_CHUNK without MODEL_BEGIN")
-        buf = up["buf"]
-        received = len(buf)
+        received = up["received"]
         end = offset + len(data)
         if end > up["size"]:
             raise _Reply(ErrorCode.BAD_ARGUMENT, f"chunk ends at {end}, past the model size {up['size']}")
         if offset > received:
             raise _Reply(ErrorCode.OUT_OF_ORDER, f"expected offset {received}")
-        if end > received:
-            buf += data[received - offset:]
-        return {"received": len(buf)}
+        if end > received:  # a retransmitted overlap only adds its new tail
+            self._model_area[received:end] = data[received - offset:]
+            up["received"] = end
+        return {"received": up["received"]}
 
     def _on_model_end(self) -> dict:
         up = self._upload
         if up is None:
             raise _Reply(ErrorCode.BAD_STATE, "MODEL_END without MODEL_BEGIN")
-        if len(up["buf"]) != up["size"]:
-            raise _Reply(ErrorCode.BAD_STATE, f"received {len(up['buf'])} of {up['size']} bytes")
-        model = bytes(up["buf"])
+        if up["received"] != up["size"]:
+            raise _Reply(ErrorCode.BAD_STATE, f"received {up['received']} of {up['size']} bytes")
+        model = bytes(memoryview(self._model_area)[:up["size"]])
         self._upload = None
         if hashlib.sha256(model).digest() != up["sha256"]:
             raise _Reply(ErrorCode.HASH_MISMATCH, "SHA-256 of the received bytes differs from MODEL_BEGIN's")

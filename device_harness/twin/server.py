@@ -108,19 +108,10 @@ class TwinServer:
         return self._conn.fileno() if self._conn is not None else None
 
     def _recv(self) -> bytes:
+        """One read as bytes (TCP, and the paced pty whose bytes go through the line pacer)."""
         try:
             if self._listener is None:
-                # drain what is there (the pty hands over ~4 KB a read) before decoding it once
-                chunks = [os.read(self._master, 1 << 16)]
-                while len(chunks) < 64:
-                    try:
-                        more = os.read(self._master, 1 << 16)
-                    except BlockingIOError:
-                        break
-                    if not more:
-                        break
-                    chunks.append(more)
-                return b"".join(chunks)
+                return os.read(self._master, 1 << 16)
             data = self._conn.recv(1 << 16)
             if not data:  # client went away: wait for the next one
                 self._drop_connection()
@@ -133,6 +124,17 @@ class TwinServer:
             if self._listener is not None:
                 self._drop_connection()
                 return b""
+            raise
+
+    def _read_master(self, view: memoryview) -> int:
+        """Read from the pty master straight into the decoder's buffer (0: nothing there now)."""
+        try:
+            return os.readv(self._master, [view])
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            if exc.errno == errno.EIO:  # no client has the slave open right now
+                return 0
             raise
 
     def _send(self, data: bytes) -> None:
@@ -150,34 +152,6 @@ class TwinServer:
             if self._listener is not None:
                 self._drop_connection()
 
-    def _read_blocking(self, wanted: int) -> bytes:
-        """Read ``wanted`` bytes of a frame already begun in a tight blocking loop: a pty hands over
-        ~4 KB per read, and a select + decode for each of those costs more than the copy itself.
-        :meth:`stop` unblocks it by writing to the slave end."""
-        buf = bytearray(wanted)
-        view = memoryview(buf)
-        got = 0
-        try:
-            while got < wanted and not self._stopping:
-                try:
-                    n = os.readv(self._master, [view[got:]])  # straight into place
-                except BlockingIOError:
-                    # the line went quiet mid-frame: give up after the inter-byte gap, as a UART
-                    # receiver would, so a frame whose tail was lost cannot wedge the device
-                    ready, _, _ = select.select([self._master], [], [], INTER_BYTE_GAP_S)
-                    if not ready:
-                        break
-                    continue
-                if not n:
-                    break
-                got += n
-        except OSError:
-            pass
-        finally:
-            view.release()
-        del buf[got:]
-        return bytes(buf)
-
     def _drop_connection(self) -> None:
         if self._conn is not None:
             try:
@@ -186,6 +160,47 @@ class TwinServer:
                 pass
         self._conn = None
         self.decoder.reset()
+
+    def _answer(self, events: list, pacer: LinePacer | None, tx: deque) -> None:
+        """Hand each event to the device; send its answer now, or when the paced line would."""
+        for event in events:
+            reply = self.device.handle(event)
+            self.frames_handled += 1
+            if reply is None:
+                continue
+            if pacer is None:
+                self._send(reply)
+            else:
+                tx.append((pacer.schedule_tx(len(reply)), reply))
+
+    def _serve_pty_burst(self) -> None:
+        """Unpaced pty: read into the decoder's buffer and answer frames in place (payloads are
+        views, no copies), and while a frame is incomplete keep reading without going back to
+        select: a pty hands over a few KB per read, so per-read overhead is what limits goodput.
+        A frame whose tail stays away for the inter-byte gap is dropped, as a UART receiver would.
+        """
+        decoder = self.decoder
+        missing = 0  # bytes the frame in progress still lacks: parse only once they are here
+        while not self._stopping:
+            got = decoder.fill(self._read_master)
+            if not got:
+                if not missing:
+                    return
+                ready, _, _ = select.select([self._master, self._stop_r], [], [], INTER_BYTE_GAP_S)
+                if not ready:
+                    self._answer(decoder.abandon_partial(), None, None)
+                    return
+                if self._stop_r in ready:
+                    return
+                continue
+            self._last_rx = time.monotonic()
+            missing -= got
+            if missing > 0:
+                continue
+            self._answer(decoder.parse(), None, None)
+            missing = decoder.wanted
+            if not missing:
+                return
 
     def serve_until_stopped(self) -> None:
         """Serve until Ctrl-C or SIGTERM, then close: what both ``tinyfarm twin`` and
@@ -229,33 +244,24 @@ class TwinServer:
                 self._conn, _ = self._listener.accept()
                 self._conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 continue
-            data = self._recv() if io is not None and io in ready else b""
+            readable = io is not None and io in ready
+            if pacer is None and self._listener is None:
+                if readable:
+                    self._serve_pty_burst()
+                elif self.decoder.pending and time.monotonic() - self._last_rx >= INTER_BYTE_GAP_S:
+                    self._answer(self.decoder.abandon_partial(), None, tx)
+                continue
+            data = self._recv() if readable else b""
             if data:
                 self._last_rx = time.monotonic()
-            elif (self.decoder.pending and pacer is None
-                  and time.monotonic() - self._last_rx >= INTER_BYTE_GAP_S):
+            elif self.decoder.pending and pacer is None and time.monotonic() - self._last_rx >= INTER_BYTE_GAP_S:
                 # a frame begun but not finished for a whole gap: its tail was lost; resync
-                data = b""
-                for event in self.decoder.abandon_partial():
-                    reply = self.device.handle(event)
-                    if reply is not None:
-                        self._send(reply)
+                self._answer(self.decoder.abandon_partial(), None, tx)
             if pacer is not None:
                 pacer.arrive(data)
                 data = pacer.take()
-            while data:
-                for event in self.decoder.feed(data):
-                    reply = self.device.handle(event)
-                    self.frames_handled += 1
-                    if reply is None:
-                        continue
-                    if pacer is None:
-                        self._send(reply)
-                    else:
-                        tx.append((pacer.schedule_tx(len(reply)), reply))
-                data = b""
-                if pacer is None and self._listener is None and self.decoder.wanted >= 8192:
-                    data = self._read_blocking(self.decoder.wanted)
+            if data:
+                self._answer(self.decoder.feed(data), pacer, tx)
             now = time.monotonic()
             while tx and tx[0][0] <= now:
                 self._send(tx.popleft()[1])
