@@ -81,7 +81,7 @@ def check_model(model_bytes: bytes, inputs: np.ndarray, reference_outputs: np.nd
             result.arena_bytes = smallest_arena(model_bytes, limit=max_arena_bytes)
             result.ops_supported = True
         except OpUnsupported as exc:
-            result.error = f"unsupported op: {exc}"
+            result.error = f"not supported by TFLM: {exc}"
         except ArenaTooSmall as exc:
             result.ops_supported = True
             result.error = str(exc)

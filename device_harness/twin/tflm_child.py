@@ -187,6 +187,14 @@ def _classify_load_failure(exc: Exception, text: str) -> _Failure:
         return _Failure("op_unsupported", hit)
     if "schema version" in low or "invalid" in low or "not a valid" in low:
         return _Failure("model_invalid", lines[0] if lines else str(exc))
+    if "failed to prepare" in low and "failed to allocate" not in low:
+        # a kernel's Prepare rejected the model (e.g. DEQUANTIZE of float16 weights, hybrid
+        # dynamic-range ops): no arena size helps, so it must not read as "arena too small"
+        node = next((ln for ln in lines if "failed to prepare" in ln.lower()), "")
+        check = next((ln for ln in lines if "was not true" in ln.lower()), "")
+        why = re.sub(r"^\S+:\d+\s+", "", check).removesuffix(" was not true.") if check else ""
+        return _Failure("op_unsupported", f"TFLM kernels reject this model's tensor types: {node}"
+                                          + (f" (check failed: {why})" if why else ""))
     if "failed to allocate" in low or "arena" in low or "allocate tensors" in str(exc).lower():
         hit = next((ln for ln in lines if "requested" in ln.lower() or "missing" in ln.lower()), None)
         return _Failure("arena_too_small", f"tensor arena too small{': ' + hit if hit else ''}")

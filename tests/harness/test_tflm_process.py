@@ -53,6 +53,23 @@ def test_failures_are_classified(tflm, micro_speech, unsupported_op_model):
     assert all(issubclass(e, TinyfarmError) for e in (ArenaTooSmall, DeviceFault, BadArgument))
 
 
+def test_a_kernel_rejecting_tensor_types_is_not_an_arena_error(tflm, hello_int8, micro_speech):
+    """Float16 / hybrid models fail in a kernel's Prepare ("failed to prepare"), which TFLM's Python
+    wrapper reports as "failed to allocate tensors": no arena size helps, so it must not say so."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(hello_int8, 0))
+    sg = model.subgraphs[0]
+    sg.tensors[sg.inputs[0]].type = schema.TensorType.FLOAT16
+    builder = flatbuffers.Builder(4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    with pytest.raises(OpUnsupported, match="FULLY_CONNECTED .*failed to prepare"):
+        tflm.load(bytes(builder.Output()), 1 << 16)
+    with pytest.raises(ArenaTooSmall, match="arena too small"):  # a real shortage still reads as one
+        tflm.load(micro_speech, 1000)
+
+
 def test_segfault_is_a_device_fault_and_the_next_call_works(lstm_model, micro_speech):
     with TflmProcess(timeout_s=30) as tflm:
         first_pid = tflm.pid
