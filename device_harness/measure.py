@@ -62,7 +62,10 @@ class ReferenceInterpreter:
     """LiteRT with the reference kernels, on the same raw tensors the device gets."""
 
     def __init__(self, model: bytes) -> None:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415
+        from tinyfarm.native_stderr import native_stderr_held  # noqa: PLC0415
+
+        with native_stderr_held():  # absl start-up lines of the LiteRT library
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415
 
         try:
             self.interp = Interpreter(model_content=bytes(model),

@@ -18,7 +18,10 @@ from tinyfarm.errors import ModelError
 
 def reference_interpreter(model_bytes: bytes):
     """A LiteRT interpreter on the reference kernels, tensors allocated."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from tinyfarm.native_stderr import native_stderr_held  # noqa: PLC0415
+
+    with native_stderr_held():  # absl start-up lines of the LiteRT library
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415
 
     try:
         interp = Interpreter(model_content=model_bytes,
