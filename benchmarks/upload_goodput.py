@@ -31,6 +31,7 @@ Run: ``.venv/bin/python benchmarks/upload_goodput.py`` (about a minute; last lin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -82,31 +83,37 @@ os.read(master, 1)  # stay until the writer has read the acknowledgement
 """
 
 
+@contextlib.contextmanager
+def _far_reader(script: str, nbytes: int):
+    """Start ``script`` (it owns a fresh raw pty's master and prints the slave path), open the slave
+    as pyserial does and yield its fd once the reader waits for the start byte ``R``."""
+    reader = subprocess.Popen([sys.executable, "-c", script, str(nbytes), str(REPO)], stdout=subprocess.PIPE)
+    try:
+        path = reader.stdout.readline().decode().strip()
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(fd)
+        os.write(fd, b"R")
+        yield fd
+        os.write(fd, b"B")  # the reader may leave
+        os.close(fd)
+    finally:
+        reader.wait()
+        reader.stdout.close()
+
+
 def raw_pty_copy(data: bytes) -> float:
     """Seconds to push ``data`` through a fresh raw pty, until the far end acknowledges the last byte.
 
     Same topology as the twin: the far process owns the pty master, we open the slave path and
     write (as pyserial does), so the raw copy and the upload cross the pty the same way.
     """
-    reader = subprocess.Popen([sys.executable, "-c", _READER, str(len(data)), str(REPO)],
-                              stdout=subprocess.PIPE)
-    try:
-        path = reader.stdout.readline().decode().strip()
-        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-        tty.setraw(fd)
-        os.write(fd, b"R")
+    with _far_reader(_READER, len(data)) as fd:
         t0 = time.perf_counter()
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         assert os.read(fd, 1) == b"A"
-        seconds = time.perf_counter() - t0
-        os.write(fd, b"B")
-        os.close(fd)
-        return seconds
-    finally:
-        reader.wait()
-        reader.stdout.close()
+        return time.perf_counter() - t0
 
 
 _FRAMED_READER = r"""
@@ -143,13 +150,7 @@ def framed_pair_copy(data: bytes, chunk: int) -> float:
     """
     from device_harness.protocol import FrameDecoder, MsgType, encode_frame_parts, pack_request
 
-    reader = subprocess.Popen([sys.executable, "-c", _FRAMED_READER, str(len(data)), str(REPO)],
-                              stdout=subprocess.PIPE)
-    try:
-        path = reader.stdout.readline().decode().strip()
-        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-        tty.setraw(fd)
-        os.write(fd, b"R")
+    with _far_reader(_FRAMED_READER, len(data)) as fd:
         t0 = time.perf_counter()
         view, frames = memoryview(data), 0
         for off in range(0, len(data), chunk):
@@ -167,13 +168,7 @@ def framed_pair_copy(data: bytes, chunk: int) -> float:
         dec, acks = FrameDecoder(), 0
         while acks < frames:
             acks += len(dec.feed(os.read(fd, 1 << 16)))
-        seconds = time.perf_counter() - t0
-        os.write(fd, b"B")
-        os.close(fd)
-        return seconds
-    finally:
-        reader.wait()
-        reader.stdout.close()
+        return time.perf_counter() - t0
 
 
 def upload_once(url: str, baud: int | None, data: bytes, faults: dict | None = None) -> dict:
