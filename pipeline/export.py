@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.keras_env import keras, tf
 from tinyfarm.errors import ModelError
+from tinyfarm.native_stderr import native_stderr_held
 
 KINDS = ("float32", "dynamic", "float16", "int8", "int16x8")
 
@@ -70,7 +71,8 @@ def convert(model: keras.Model, kind: str, representative: np.ndarray | None = N
             converter.inference_input_type = tf.int16
             converter.inference_output_type = tf.int16
     try:
-        model_bytes = bytes(converter.convert())
+        with native_stderr_held():  # the calibrator prints "fully_quantize: 0, inference_type: ..."
+            model_bytes = bytes(converter.convert())
     except Exception as exc:  # noqa: BLE001 - the converter reports unsupported layers in many ways
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot convert the model to {kind} .tflite: {first[:300]}") from None

@@ -13,11 +13,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tinyfarm.native_stderr import native_stderr_held  # noqa: E402
 
-with native_stderr_held():  # absl/cudart start-up lines
+with native_stderr_held():  # absl/cudart start-up lines, and cuInit's failure on a GPU-less host
     import absl.logging
     import tensorflow as tf
     import tf_keras as keras
     import tensorflow_model_optimization as tfmot
+
+    tf.config.list_physical_devices()  # device discovery now, not at the first layer built
 
 absl.logging.set_verbosity(absl.logging.ERROR)
 tf.get_logger().setLevel("ERROR")
