@@ -126,10 +126,13 @@ print(path, flush=True)
 want = int(sys.argv[1])
 model = bytearray(want)
 dec = FrameDecoder()
-got = 0
+got = missing = 0
+read = lambda view: os.readv(master, [view])
 os.read(master, 1)
 while got < want:
-    dec.fill(lambda view: os.readv(master, [view]))
+    missing -= dec.fill(read)
+    if missing > 0:  # parse only once the frame in progress can be complete
+        continue
     for ev in dec.parse():
         off = struct.unpack_from("<I", ev.payload)[0]
         data = ev.payload[4:]
@@ -137,6 +140,7 @@ while got < want:
         got = max(got, off + len(data))
         os.write(master, encode_frame(ev.type, ev.seq, pack_response(MsgType.MODEL_CHUNK, received=got),
                                       Flag.RESPONSE))
+    missing = dec.wanted
 os.read(master, 1)
 """
 
