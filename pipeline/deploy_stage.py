@@ -22,6 +22,7 @@ def deploy_model(model: bytes, device: str, x, y, *, dataset: str, runs: int, wa
     """Upload ``model`` to ``device``, benchmark it and evaluate it on ``(x, y)``; figures as a dict."""
     from device_harness.client import DeviceClient
     from device_harness.devices import resolve_device
+    from device_harness.protocol import Capability
     from device_harness.measure import evaluate_on_device, latency_stats
 
     backend = resolve_device(device, board=board, farm=farm)
@@ -41,6 +42,7 @@ def deploy_model(model: bytes, device: str, x, y, *, dataset: str, runs: int, wa
         "firmware_version": info.firmware_version,
         "tflm_version": info.tflm_version,
         "tick_source": info.tick_source,
+        "line_paced": bool(info.capabilities & Capability.PACED),
         "tick_hz": info.tick_hz,
         "model_bytes": len(model),
         "upload_seconds": upload.seconds,
@@ -83,7 +85,7 @@ def _us(value: float | None) -> str:
 def render_deploy(figures: dict[str, Any]) -> list[str]:
     """Markdown lines for the report."""
     lat = figures.get("latency", {})
-    return [
+    lines = [
         "## On the device",
         "",
         f"`{figures['model']}` on **{figures['board']}** (`--device {figures['device']}`, "
@@ -98,6 +100,13 @@ def render_deploy(figures: dict[str, Any]) -> list[str]:
         f"| arena used / capacity (B) | {figures['arena_used_bytes']} / {figures['arena_capacity_bytes']} |",
         f"| upload | {figures['model_bytes']} B in {figures['upload_seconds']:.3f} s |",
     ]
+    if figures["tick_source"] == "host-ns":
+        lines += ["", "This is a twin: TFLM's own kernels ran on this host, so accuracy is what they compute; "
+                      "the arena figure is from a 64-bit host build of TFLM, and latency is host CPU time, "
+                      "not the board's cycles"
+                      + ("." if figures.get("line_paced") else
+                         ", and the upload crossed an unpaced pty, not the board's UART.")]
+    return lines
 
 
 register_stage(Stage("deploy", run_deploy, enabled=lambda c: c.deploy.enabled, cache=False,

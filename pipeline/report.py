@@ -82,27 +82,26 @@ def build_report(ctx: "StageContext") -> dict:
 
 
 def plot_accuracy_vs_size(variants: list[dict], path: Path, title: str) -> Path:
-    """Test accuracy against file size: one point per variant, colour by kind, marker by source."""
+    """Test accuracy against file size: one point (and colour) per variant, marker by source."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import ScalarFormatter
 
-    colours = {"float32": "tab:blue", "dynamic": "tab:orange", "float16": "tab:green",
-               "int8": "tab:red", "int16x8": "tab:purple"}
     markers = {"baseline": "o", "prune": "s"}
+    colours = plt.get_cmap("tab10").colors  # one per variant: several share a kind (int8)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    for v in variants:
+    for i, v in enumerate(variants):
         if v.get("accuracy") is None or v.get("size_bytes") is None:
             continue
         ax.scatter(v["size_bytes"] / 1024, 100 * v["accuracy"], s=60, alpha=0.85,
-                   color=colours.get(v["kind"], "tab:gray"), marker=markers.get(v.get("source"), "^"),
+                   color=colours[i % len(colours)], marker=markers.get(v.get("source"), "^"),
                    label=f"{v['name']} ({v['size_bytes'] / 1024:.1f} KiB, {100 * v['accuracy']:.2f}%)")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(ScalarFormatter())
-    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.tick_params(axis="x", which="both", labelsize=7)
     ax.set_xlabel("size of the .tflite (KiB, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
@@ -163,6 +162,8 @@ def render_markdown(report: dict, plot_name: str | None) -> str:
         from pipeline.deploy_stage import render_deploy
 
         lines += ["", *render_deploy(report["deploy"])]
+    if dep:
+        lines += ["", *_next_steps(dep, report["variants"], ds["name"])]
     if plot_name:
         lines += ["", f"![accuracy vs size]({plot_name})"]
     def stage_note(s: dict) -> str:
@@ -171,6 +172,24 @@ def render_markdown(report: dict, plot_name: str | None) -> str:
     lines += ["", "Stages: " + ", ".join(
         f"{n} ({stage_note(s)})" for n, s in report["stages"].items()) + ".", ""]
     return "\n".join(lines)
+
+
+def _next_steps(dep: dict, variants: list[dict], dataset: str) -> list[str]:
+    """What a TinyML engineer does with the result, in commands that exist."""
+    arena = (dep.get("tflm") or {}).get("arena_bytes")
+    lines = ["## Next", "",
+             f"- Embed `{dep['c_source']['source'] if dep.get('c_source') else dep['path']}` in your "
+             "application" + (f"; give TFLM a tensor arena of at least {arena} B (plus what your "
+                                 "own ops need)." if arena else "."),
+             f"- Measure on a board running the firmware (`firmware/README.md`, built with your TFLM): "
+             f"`tinyfarm bench {dep['path']} --device /dev/ttyACM0`, and "
+             f"`tinyfarm evaluate {dep['path']} --device /dev/ttyACM0 --dataset {dataset}` for accuracy."]
+    chosen = next((v for v in variants if v["name"] == dep.get("copy_of")), None)
+    if chosen and (chosen.get("sparsity") or 0) > 0 and chosen.get("gzip_bytes"):
+        lines.append(f"- Sparsity ({_pct(chosen['sparsity'])}) shrinks the download "
+                     f"({chosen['gzip_bytes']} B gzipped), not flash: TFLM stores and runs the weights "
+                     f"dense, so flash use is the .tflite size ({chosen['size_bytes']} B).")
+    return lines
 
 
 def write_reports(ctx: "StageContext") -> dict[str, str]:

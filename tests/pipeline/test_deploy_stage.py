@@ -29,6 +29,7 @@ def test_deploy_model_on_twin_measures_on_the_device(shared_models):
     figures["model"] = "model_int8.tflite"
     text = "\n".join(render_deploy(figures))
     assert "On the device" in text and "identical" in text
+    assert figures["line_paced"] is False and "unpaced pty" in text  # a twin's figures say what they are
 
 
 def test_deploy_to_unknown_device_is_one_clear_error(shared_models):

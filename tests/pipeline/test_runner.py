@@ -56,7 +56,10 @@ def test_pipeline_report_records_and_skip_if_unchanged(tmp_path, small_digits):
     tflm = report["deployable"]["tflm"]
     assert tflm["ops_supported"] and tflm["arena_bytes"] > 0 and tflm["compared"] == 30
     assert tflm["within_one_step_share"] == 1.0 and 0.0 <= tflm["identical_share"] <= 1.0
-    assert (out / "report.md").read_text().count("| pruned_pqat_int8 |") == 1
+    md = (out / "report.md").read_text()
+    assert md.count("| pruned_pqat_int8 |") == 1
+    assert f"tensor arena of at least {tflm['arena_bytes']} B" in md  # the Next section's figures
+    assert f"shrinks the download ({pqat['gzip_bytes']} B gzipped)" in md
     assert (out / "accuracy_vs_size.png").stat().st_size > 1000
     for name in ("baseline", "prune", "quantize", "export", "evaluate", "tflm"):
         record = json.loads((out / "stages" / name / "record.json").read_text())
