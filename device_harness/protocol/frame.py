@@ -111,11 +111,19 @@ class FrameDecoder:
         i, buf = self._start, self._buf
         if self._end - i < HEADER_BYTES or buf[i] != SYNC[0] or buf[i + 1] != SYNC[1]:
             return 0
-        type_, flags, seq, length = _HDR.unpack_from(buf, i + 2)
-        if (crc32(self._view[i + 2:i + 8]) & 0xFFFF) != _U16.unpack_from(buf, i + 8)[0] \
-                or length > self.max_payload:
+        header = self._header_at(i)
+        if header is None:
             return 0
-        return max(0, HEADER_BYTES + length + TRAILER_BYTES - (self._end - i))
+        return max(0, HEADER_BYTES + header[3] + TRAILER_BYTES - (self._end - i))
+
+    def _header_at(self, i: int) -> tuple[int, int, int, int] | None:
+        """(type, flags, seq, length) of the header at ``i``, or None when its hcrc fails or its
+        length exceeds the negotiated maximum."""
+        header = _HDR.unpack_from(self._buf, i + 2)
+        if (crc32(self._view[i + 2:i + 8]) & 0xFFFF) != _U16.unpack_from(self._buf, i + 8)[0] \
+                or header[3] > self.max_payload:
+            return None
+        return header
 
     def abandon_partial(self) -> list[Frame | CrcError]:
         """Give up on the frame at the head of the buffer (its tail never came) and resync from the
@@ -169,13 +177,13 @@ class FrameDecoder:
             if n - i < HEADER_BYTES:
                 pos = i
                 break
-            type_, flags, seq, length = _HDR.unpack_from(buf, i + 2)
-            if (crc32(mv[i + 2:i + 8]) & 0xFFFF) != _U16.unpack_from(buf, i + 8)[0] \
-                    or length > self.max_payload:
+            header = self._header_at(i)
+            if header is None:
                 self.header_errors += 1
                 self.dropped_bytes += 1
                 pos = i + 1
                 continue
+            type_, flags, seq, length = header
             end = i + HEADER_BYTES + length + TRAILER_BYTES
             if end > n:
                 pos = i

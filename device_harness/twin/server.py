@@ -245,18 +245,17 @@ class TwinServer:
                 self._conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 continue
             readable = io is not None and io in ready
+            if (not readable and pacer is None and self.decoder.pending
+                    and time.monotonic() - self._last_rx >= INTER_BYTE_GAP_S):
+                # a frame begun but not finished for a whole gap: its tail was lost; resync
+                self._answer(self.decoder.abandon_partial(), None, tx)
             if pacer is None and self._listener is None:
                 if readable:
                     self._serve_pty_burst()
-                elif self.decoder.pending and time.monotonic() - self._last_rx >= INTER_BYTE_GAP_S:
-                    self._answer(self.decoder.abandon_partial(), None, tx)
                 continue
             data = self._recv() if readable else b""
             if data:
                 self._last_rx = time.monotonic()
-            elif self.decoder.pending and pacer is None and time.monotonic() - self._last_rx >= INTER_BYTE_GAP_S:
-                # a frame begun but not finished for a whole gap: its tail was lost; resync
-                self._answer(self.decoder.abandon_partial(), None, tx)
             if pacer is not None:
                 pacer.arrive(data)
                 data = pacer.take()
