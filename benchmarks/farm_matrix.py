@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))
 
 from device_harness.farm.connect import FarmDevice  # noqa: E402
 from device_harness.farm.inventory import parse_farm  # noqa: E402
-from device_harness.farm.models import collect_models  # noqa: E402
-from device_harness.farm.runner import FarmRunner, RunOptions  # noqa: E402
+from device_harness.farm.model_refs import collect_models  # noqa: E402
+from device_harness.farm.scheduler import FarmRunner, RunOptions  # noqa: E402
 from device_harness.farm.store import ResultsStore  # noqa: E402
 from device_harness.farm.synthetic import write_standard_models  # noqa: E402
 

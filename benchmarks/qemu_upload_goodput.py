@@ -26,6 +26,7 @@ import time
 import serial
 
 from device_harness.backends.qemu import QemuBackend, build_preset, preset_elf
+from device_harness.client import DeviceClient
 from device_harness.protocol import FrameDecoder, MsgType, encode_frame
 
 
@@ -59,14 +60,14 @@ def main() -> None:
         # Alternate raw-line and upload measurements so both see the same host load.
         for _ in range(args.rounds):
             raw.append(raw_rx_rate(backend.url, small))
-            with backend.client() as dev:
+            with DeviceClient.open(backend.url, baud=backend.baud) as dev:
                 info = dev.hello()
                 result = dev.upload(os.urandom(small))
                 assert result.verified
                 up_small.append(small / result.seconds)
                 retrans += result.retransmitted_bytes
         raw.append(raw_rx_rate(backend.url, small))
-        with backend.client() as dev:
+        with DeviceClient.open(backend.url, baud=backend.baud) as dev:
             info = dev.hello()
             payload = os.urandom(info.max_payload)
             t0 = time.perf_counter()

@@ -183,8 +183,8 @@ def upload_once(url: str, baud: int | None, data: bytes, faults: dict | None = N
         r = dev.upload(data, fetch_tensor_info=False)
         assert r.verified and r.loaded, "the device did not verify and load the model"
         out = {"seconds": r.seconds, "transfer_seconds": r.transfer_seconds, "frames": r.frames_sent,
-               "final_chunk": r.final_chunk, "retries": dev.stats.retries,
-               "timeouts": dev.stats.timeouts}
+               "final_chunk": r.final_chunk, "retries": dev.link.stats.retries,
+               "timeouts": dev.link.stats.timeouts}
         if noisy is not None:
             out["injected"] = dict(noisy.counts)
         return out

@@ -1,9 +1,9 @@
-"""What the device commands measure: latency statistics from BENCH ticks, on-device accuracy.
+"""What is measured on a device: latency statistics from BENCH ticks, seeded inputs, accuracy.
 
-Both work on a connected :class:`~device_harness.client.DeviceClient` with a model uploaded, so the
-same code runs against the twin, an emulator or a board. The reference for "identical outputs" is
-LiteRT with its *reference* kernels (``OpResolverType.BUILTIN_REF``): TFLM's kernels are those, while
-LiteRT's default XNNPACK kernels round differently.
+All of it works on a connected :class:`~device_harness.client.DeviceClient` with a model uploaded,
+so the same code runs against the twin, an emulator or a board (the CLI, the deploy stage, the farm,
+``regress`` and the pytest ``dut`` all measure through :mod:`device_harness.session`). The reference
+for "identical outputs" is LiteRT with its *reference* kernels (:mod:`tinyfarm.litert_reference`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from tinyfarm.errors import DataError, ModelError
+from tinyfarm.litert_reference import ReferenceInterpreter, quantize
 
 
 @dataclass
@@ -46,41 +47,22 @@ def latency_stats(ticks: Sequence[int], tick_hz: int) -> LatencyStats:
                         mean_ticks=float(t.mean()))
 
 
-def quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
-    """Float data -> the model's input dtype with its scale/zero point (as the converter expects)."""
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return x.astype(dtype)
-    if not scale:
-        raise ModelError(f"the model's {dtype} input has no quantization scale")
-    info = np.iinfo(dtype)
-    q = np.round(np.asarray(x, dtype=np.float64) / scale + zero_point)
-    return np.clip(q, info.min, info.max).astype(dtype)
-
-
-class ReferenceInterpreter:
-    """LiteRT with the reference kernels, on the same raw tensors the device gets."""
-
-    def __init__(self, model: bytes) -> None:
-        from tinyfarm.native_stderr import native_stderr_held  # noqa: PLC0415
-
-        with native_stderr_held():  # absl start-up lines of the LiteRT library
-            from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: PLC0415
-
-        try:
-            self.interp = Interpreter(model_content=bytes(model),
-                                      experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-            self.interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"LiteRT cannot load the model: {str(exc).splitlines()[0]}") from None
-        self.inputs = self.interp.get_input_details()
-        self.outputs = self.interp.get_output_details()
-
-    def __call__(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        for d, x in zip(self.inputs, inputs):
-            self.interp.set_tensor(d["index"], np.asarray(x).reshape(d["shape"]).astype(d["dtype"], copy=False))
-        self.interp.invoke()
-        return [self.interp.get_tensor(d["index"]).copy() for d in self.outputs]
+def seeded_inputs(tensors: Sequence[Any], seed: int = 0) -> list[np.ndarray]:
+    """Deterministic inputs for a loaded model's input tensors (``client.inputs``), covering each
+    dtype's whole range: the same seed gives the same bytes on every backend, so outputs compare."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in tensors:
+        dt = t.numpy_dtype
+        shape = tuple(t.dims)
+        if np.issubdtype(dt, np.integer):
+            info = np.iinfo(dt)
+            out.append(rng.integers(info.min, int(info.max) + 1, size=shape, dtype=dt))
+        elif dt == np.bool_:
+            out.append(rng.integers(0, 2, size=shape).astype(np.bool_))
+        else:
+            out.append(rng.uniform(-1.0, 1.0, size=shape).astype(dt))
+    return out
 
 
 @dataclass

@@ -36,6 +36,8 @@ from typing import Any, Sequence
 
 import pytest
 
+from tinyfarm.errors import TinyfarmError
+
 EMULATOR_BACKENDS = ("qemu", "renode")
 
 
@@ -145,7 +147,8 @@ class _DevicePool:
     def acquire(self, need: _Requirement):
         """An opened device for ``need``: one this session already holds, else the first free one."""
         from device_harness.farm.connect import FarmDevice
-        from device_harness.farm.locks import DeviceBusy, DeviceLock, lock_dir
+        from device_harness.farm.locks import DeviceBusy, lock_first_free
+        from device_harness.farm.scheduler import one_line
 
         devices, why = self.candidates(need)
         if not devices:
@@ -158,31 +161,22 @@ class _DevicePool:
             if not usable:
                 pytest.skip("; ".join(f"{n}: {self._failed[n]}" for n in
                                       (d.name for d in devices)))
-            directory = lock_dir(self.farm.spec.lock_dir)
-            deadline = time.monotonic() + self.wait_s
-            while True:
-                for d in usable:
-                    lock = DeviceLock(self.farm.lock_key(d), d.name, directory,
-                                      f"pytest (pid {os.getpid()})")
-                    try:
-                        lock.acquire(timeout=0)
-                    except DeviceBusy:
-                        continue
-                    device = FarmDevice(self.farm, d)
-                    try:
-                        device.open()
-                    except Exception as exc:  # noqa: BLE001 - becomes the skip reason
-                        from device_harness.farm.runner import one_line
-                        lock.release()
-                        self._failed[d.name] = one_line(exc)
-                        pytest.skip(f"device {d.name} did not come up: {one_line(exc)}")
-                    self._open[d.name], self._locks[d.name] = device, lock
-                    return device
-                if time.monotonic() >= deadline:
-                    names = ", ".join(d.name for d in usable)
-                    pytest.skip(f"every matching device ({names}) is held by another process "
-                                f"for longer than --device-wait {self.wait_s:g} s")
-                time.sleep(0.1)
+            try:
+                d, lock = lock_first_free(self.farm, usable, wait_s=self.wait_s,
+                                          command=f"pytest (pid {os.getpid()})")
+            except DeviceBusy:
+                names = ", ".join(d.name for d in usable)
+                pytest.skip(f"every matching device ({names}) is held by another process "
+                            f"for longer than --device-wait {self.wait_s:g} s")
+            device = FarmDevice(self.farm, d)
+            try:
+                device.open()
+            except Exception as exc:  # noqa: BLE001 - becomes the skip reason
+                lock.release()
+                self._failed[d.name] = one_line(exc)
+                pytest.skip(f"device {d.name} did not come up: {one_line(exc)}")
+            self._open[d.name], self._locks[d.name] = device, lock
+            return device
 
     def acquire_direct(self):
         """Without a farm: ``--device`` resolved like every tinyfarm command does."""
@@ -195,7 +189,7 @@ class _DevicePool:
                 try:
                     device.open()
                 except Exception as exc:  # noqa: BLE001
-                    from device_harness.farm.runner import one_line
+                    from device_harness.farm.scheduler import one_line
                     self._failed["__direct__"] = f"--device {self.selector} did not come up: " \
                                                  f"{one_line(exc)}"
                     pytest.skip(self._failed["__direct__"])
@@ -238,9 +232,10 @@ class _DevicePool:
 
 
 class Dut:
-    """The device under test: a connected protocol client plus the helpers tests need.
+    """The device under test: a device session plus the helpers tests need.
 
-    ``client`` is the :class:`~device_harness.client.DeviceClient` for anything else.
+    ``session`` is the :class:`~device_harness.session.DeviceSession`, ``client`` its
+    :class:`~device_harness.client.DeviceClient`, for anything else.
     """
 
     def __init__(self, device, pool: _DevicePool, node: pytest.Item):
@@ -251,23 +246,27 @@ class Dut:
         self.upload_result = None
 
     @property
+    def session(self):
+        return self._device
+
+    @property
     def client(self):
         return self._device.client
 
     @property
     def info(self):
-        return self._device.client.info
+        return self._device.info
 
     def load_model(self, path: str | os.PathLike[str]):
         """Upload ``path`` (verified on the device) and fetch its tensor layout; the upload result."""
         path = Path(path)
-        self.upload_result = self.client.upload(path.read_bytes())
+        self.upload_result = self._device.upload(path.read_bytes())
         self.model_path = path
         return self.upload_result
 
     def invoke(self, inputs: Sequence[Any]) -> list[Any]:
         """One inference; the output tensors (``last_ticks`` holds its device ticks)."""
-        outputs, self.last_ticks = self.client.invoke(list(inputs))
+        outputs, self.last_ticks = self._device.invoke(list(inputs))
         return outputs
 
     def reset(self) -> None:
@@ -277,15 +276,17 @@ class Dut:
     def bench(self, runs: int = 20, warmup: int = 3, inputs: Sequence[Any] | None = None
               ) -> dict[str, Any]:
         """Latency of the loaded model over ``runs`` after ``warmup``; recorded in the store."""
-        from device_harness.farm.measure_job import latency_stats, seeded_inputs
+        from device_harness.farm.measure_job import latency_columns
+        from device_harness.measure import latency_stats
         if self.model_path is None:
             raise RuntimeError("load_model() first")
         started = time.time()
-        self.client.set_inputs(list(inputs) if inputs is not None else seeded_inputs(self.client))
-        ticks = self.client.bench(warmup=warmup, runs=runs)
+        session = self._device
+        ticks = session.bench_ticks(warmup, runs, list(inputs) if inputs is not None
+                                    else session.seeded_inputs())
         info = self.info
-        stats = latency_stats(ticks, info.tick_hz)
-        used, capacity = self.client.arena()
+        stats = latency_columns(latency_stats(ticks, info.tick_hz))
+        used, capacity = session.arena()
         row = {"status": "ok", "started_at": started, "finished_at": time.time(),
                "bench_runs": runs, "bench_warmup": warmup, "tick_hz": float(info.tick_hz),
                "arena_used": used, "arena_capacity": capacity,
@@ -327,6 +328,6 @@ def dut(request: pytest.FixtureRequest, tinyfarm_pool: _DevicePool) -> Dut:
         pytest.skip("no device: pass --farm FILE [--device NAME|label] or --device twin|URL")
     try:
         device.client.reset()
-    except Exception:  # noqa: BLE001 - a device that lost its way gets restarted once
+    except (OSError, TinyfarmError):  # a device that lost its way gets restarted once
         device.restart()
     return Dut(device, tinyfarm_pool, request.node)

@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tinyfarm import provenance
-from tinyfarm.errors import ConfigError, DeviceError, TinyfarmError
+from tinyfarm.errors import ConfigError, DeviceError, DeviceReplyError, TinyfarmError
 
 SUITES_DIR = Path(__file__).with_name("regress_suites")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -117,65 +117,42 @@ def model_bytes(entry: ModelEntry, suite_path: Path) -> bytes:
     return path.read_bytes()
 
 
-def seeded_inputs(tensors: list[Any], seed: int) -> list[np.ndarray]:
-    """Deterministic inputs covering each dtype's range (same seed, same bytes, on every backend)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for t in tensors:
-        dt = t.numpy_dtype
-        shape = tuple(t.dims)
-        if np.issubdtype(dt, np.integer):
-            info = np.iinfo(dt)
-            out.append(rng.integers(info.min, int(info.max) + 1, size=shape, dtype=dt))
-        elif dt == np.bool_:
-            out.append(rng.integers(0, 2, size=shape).astype(np.bool_))
-        else:
-            out.append(rng.uniform(-1.0, 1.0, size=shape).astype(dt))
-    return out
-
-
-def run_model(dev: Any, entry: ModelEntry, data: bytes) -> dict[str, Any]:
+def run_model(session: Any, entry: ModelEntry, data: bytes) -> dict[str, Any]:
     """Upload, then (with an engine) invoke on seeded inputs and bench; the values to compare."""
-    from device_harness.client import ProtocolDeviceError  # noqa: PLC0415
-
     rec: dict[str, Any] = {"model_sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
     try:
-        up = dev.upload(data)
-    except ProtocolDeviceError as err:
-        from device_harness.protocol import ErrorCode  # noqa: PLC0415
-
-        rec["error"] = ErrorCode(err.code).name if err.code in ErrorCode._value2member_map_ else str(err.code)
+        up = session.upload(data)
+    except DeviceReplyError as err:
+        rec["error"] = err.name if type(err) is not DeviceReplyError else str(err.code)
         return rec
     rec.update(verified=up.verified, loaded=up.loaded)
     if not up.loaded:
         return rec
     rec.update(inputs=up.inputs, outputs=up.outputs, arena_used=up.arena_used)
-    outputs, _ = dev.invoke(seeded_inputs(dev.inputs, entry.seed))
+    outputs, _ = session.invoke(session.seeded_inputs(entry.seed))
     digest = hashlib.sha256()
     for arr in outputs:
         digest.update(np.ascontiguousarray(arr).tobytes())
     rec["outputs_sha256"] = digest.hexdigest()
-    rec["ticks"] = int(statistics.median(dev.bench(warmup=entry.warmup, runs=entry.runs)))
+    rec["ticks"] = int(statistics.median(session.bench_ticks(entry.warmup, entry.runs)))
     return rec
 
 
 def run_backend(label: str, suite: Suite, suite_path: Path, progress: Any = None) -> dict[str, Any]:
-    from device_harness.devices import resolve_device  # noqa: PLC0415
+    from device_harness.session import DeviceSession  # noqa: PLC0415
 
-    backend = resolve_device(label)
     results: dict[str, Any] = {}
-    with backend:
-        with backend.client() as dev:
-            info = dev.hello()
-            results["device"] = {
-                "board": info.board, "tflm_version": info.tflm_version, "capabilities": info.capabilities,
-                "tick_source": info.tick_source, "tick_hz": info.tick_hz,
-                "max_model_bytes": info.max_model_bytes, "arena_bytes": info.arena_bytes,
-            }
-            for entry in suite.models:
-                if progress is not None:
-                    progress(label, entry.name)
-                results[entry.name] = run_model(dev, entry, model_bytes(entry, suite_path))
+    with DeviceSession.for_device(label) as session:
+        info = session.info
+        results["device"] = {
+            "board": info.board, "tflm_version": info.tflm_version, "capabilities": info.capabilities,
+            "tick_source": info.tick_source, "tick_hz": info.tick_hz,
+            "max_model_bytes": info.max_model_bytes, "arena_bytes": info.arena_bytes,
+        }
+        for entry in suite.models:
+            if progress is not None:
+                progress(label, entry.name)
+            results[entry.name] = run_model(session, entry, model_bytes(entry, suite_path))
     return results
 
 

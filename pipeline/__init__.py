@@ -5,11 +5,11 @@ From the command line: ``tinyfarm run [CONFIG] --out DIR`` (``configs/digits.yam
 From Python, the whole chain or any stage alone::
 
     from pipeline.config import load_config
-    from pipeline.runner import run_pipeline
+    from pipeline.stages import run_pipeline
     run_pipeline(load_config("configs/mnist1d.yaml"), "runs/mnist1d")
 
     from tinyfarm_datasets import load_dataset
-    from pipeline.models import build_cnn                     # stage 1
+    from pipeline.keras_models import build_cnn               # stage 1
     from pipeline.train import fit_classifier
     from pipeline.prune import prune_model                    # stage 2
     from pipeline.quantize import quantization_aware_training # stage 3
@@ -26,5 +26,6 @@ From Python, the whole chain or any stage alone::
     metrics, inputs, outputs = evaluate_tflite(int8, data.x_test, data.y_test)
     print(metrics.accuracy, metrics.sparsity, check_model(int8, inputs, outputs).as_dict())
 
-How stages are chained, cached and added: ``pipeline/runner.py``.
+The stages and their order: ``pipeline/stages.py`` (how to add one is written there); what a stage
+sees: ``pipeline/run_context.py``; how they are chained and cached: ``pipeline/stage_runner.py``.
 """

@@ -6,7 +6,7 @@ a typo must not silently fall back to a default. :func:`load_config` turns every
 one-line :class:`~tinyfarm.errors.ConfigError` naming the field.
 
 Adding a section for a new stage: define a ``Section`` subclass and add it as a field of
-:class:`PipelineConfig` with a default that keeps the stage off (see ``pipeline/runner.py``).
+:class:`PipelineConfig` with a default that keeps the stage off (see ``pipeline/stages.py``).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ class ReportSection(Section):
 
 
 class PipelineConfig(Section):
-    """The whole pipeline. Sections run in the order of ``pipeline.runner.STAGES``."""
+    """The whole pipeline. Sections run in the order of ``pipeline.stages.STAGES``."""
 
     seed: int = 0
     dataset: DatasetSection = Field(default_factory=DatasetSection)

@@ -10,32 +10,27 @@ The figures land in ``report.json`` under ``"deploy"``. The stage talks to hardw
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from pipeline import stages as _builtin  # noqa: F401 - 'report' must be registered to anchor on
-from pipeline.runner import Stage, StageContext, register_stage
+from pipeline.run_context import StageContext
+
+logger = logging.getLogger(__name__)
 
 
 def deploy_model(model: bytes, device: str, x, y, *, dataset: str, runs: int, warmup: int,
                  farm: str | None = None, board: str | None = None,
                  progress=None) -> dict[str, Any]:
     """Upload ``model`` to ``device``, benchmark it and evaluate it on ``(x, y)``; figures as a dict."""
-    from device_harness.client import DeviceClient
-    from device_harness.devices import resolve_device
     from device_harness.protocol import Capability
-    from device_harness.measure import evaluate_on_device, latency_stats
+    from device_harness.session import DeviceSession
 
-    backend = resolve_device(device, board=board, farm=farm)
-    try:
-        url = backend.start()
-        with DeviceClient.open(url, baud=backend.baud) as dev:
-            info = dev.hello()
-            upload = dev.upload(model)
-            used, capacity = dev.arena()
-            evaluation = evaluate_on_device(dev, model, x, y, dataset=dataset, progress=progress)
-            ticks = dev.bench(warmup=warmup, runs=runs)
-    finally:
-        backend.stop()
+    with DeviceSession.for_device(device, board=board, farm=farm) as session:
+        info = session.info
+        upload = session.upload(model)
+        used, capacity = session.arena()
+        evaluation = session.evaluate(model, x, y, dataset=dataset, progress=progress)
+        latency = session.bench(warmup=warmup, runs=runs)
     return {
         "device": device,
         "board": info.board,
@@ -49,7 +44,7 @@ def deploy_model(model: bytes, device: str, x, y, *, dataset: str, runs: int, wa
         "upload_bytes_per_second": upload.bytes_per_second,
         "arena_used_bytes": used,
         "arena_capacity_bytes": capacity,
-        "latency": latency_stats(ticks, info.tick_hz).as_dict(),
+        "latency": latency.as_dict(),
         "accuracy": evaluation.accuracy,
         "samples": evaluation.samples,
         "identical_share": evaluation.identical_share,
@@ -65,6 +60,7 @@ def run_deploy(ctx: StageContext) -> dict:
     if not deployable:
         return {"skipped": "no deployable int8 model"}
     model = ctx.path(deployable["path"]).read_bytes()
+    logger.info("deploy: %s (%d B) to --device %s", deployable["path"], len(model), cfg.device)
     n = cfg.max_samples or len(data.x_test)
     x, y = data.x_test[:n], data.y_test[:n]
     with task(f"on device ({cfg.device}): upload, evaluate, bench", total=len(x)) as progress:
@@ -107,7 +103,3 @@ def render_deploy(figures: dict[str, Any]) -> list[str]:
                       + ("." if figures.get("line_paced") else
                          ", and the upload crossed an unpaced pty, not the board's UART.")]
     return lines
-
-
-register_stage(Stage("deploy", run_deploy, enabled=lambda c: c.deploy.enabled, cache=False,
-                     sections=("export",)), before="report")

@@ -284,20 +284,17 @@ def fit_distiller(
 
     Online: give ``teacher``. Offline: give ``teacher_train`` / ``teacher_val`` logits (and no
     teacher). ``alpha=1`` is plain cross-entropy training: the "from scratch" baseline runs through
-    exactly the same loop. Early stopping restores the best epoch by ``monitor``. ``mixup`` > 0
-    mixes training inputs (and labels) with ``Beta(mixup, mixup)`` weights; distilling with it needs
-    the teacher online.
+    exactly the same loop — :func:`pipeline.train.fit_classifier`'s, given the distiller's ``fit``.
+    Early stopping restores the best epoch by ``monitor``. ``mixup`` > 0 mixes training inputs (and
+    labels) with ``Beta(mixup, mixup)`` weights; distilling with it needs the teacher online.
     """
-    from pipeline.progress import EpochProgress
-    from pipeline.train import steps_per_epoch
+    from pipeline.train import TrainArrays, fit_classifier, make_optimizer, steps_per_epoch
 
     offline = teacher is None
     if offline and (teacher_train is None or (len(x_val) and teacher_val is None)) and alpha < 1.0:
         raise ValueError("offline distillation needs teacher logits for train and val")
     distiller = Distiller(student, teacher, temperature=temperature, alpha=alpha, mixup=mixup)
-    total_steps = epochs * steps_per_epoch(len(x_train), batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps), alpha=0.05)
-    distiller.compile(optimizer=keras.optimizers.Adam(schedule))
+    distiller.compile(optimizer=make_optimizer(learning_rate, epochs * steps_per_epoch(len(x_train), batch_size)))
 
     def targets(y: np.ndarray, logits: np.ndarray | None) -> Any:
         if not offline:
@@ -306,16 +303,10 @@ def fit_distiller(
             logits = np.zeros((len(y), student.outputs[0].shape[-1]), np.float32)
         return {LABELS: y, TEACHER_LOGITS: logits}
 
-    has_val = len(x_val) > 0
-    cbs = list(callbacks)
-    if early_stopping_patience:
-        watch = monitor if has_val else monitor.removeprefix("val_")
-        cbs.append(keras.callbacks.EarlyStopping(
-            monitor=watch, mode="max" if watch.endswith("accuracy") else "min",
-            patience=early_stopping_patience, restore_best_weights=True))
-    cbs.append(EpochProgress(label, epochs))
-    history = distiller.fit(
-        x_train, targets(y_train, teacher_train), batch_size=batch_size, epochs=epochs, verbose=0,
-        validation_data=(x_val, targets(y_val, teacher_val)) if has_val else None,
-        shuffle=True, callbacks=cbs)
-    return distiller, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    # The pipeline's training loop (callbacks, early stopping, progress) with the distiller's fit.
+    arrays = TrainArrays(x_train, targets(y_train, teacher_train), x_val, targets(y_val, teacher_val))
+    history = fit_classifier(distiller, arrays, epochs=epochs, batch_size=batch_size,
+                             learning_rate=learning_rate, label=label,
+                             early_stopping_patience=early_stopping_patience, callbacks=callbacks,
+                             compile=False, monitor=monitor, fit=distiller.fit)
+    return distiller, history

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from filelock import FileLock
 
 from pipeline.keras_env import keras
 from tinyfarm.provenance import library_versions
+
+logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 SPLITS = ("train", "val", "test")
@@ -79,9 +82,14 @@ def teacher_logits(teacher: keras.Model, inputs: dict[str, np.ndarray], cache_di
                     logits = {name: z[f"logits_{name}"] for name in inputs}
                 if (meta.get("teacher_sha256") == t_hash and meta.get("inputs_sha256") == d_hash
                         and all(len(logits[n]) == len(inputs[n]) for n in inputs)):
+                    logger.debug("teacher logits: cache hit %s", path)
                     return logits, {**meta, "path": str(path), "reused": True}
-            except (OSError, ValueError, KeyError, json.JSONDecodeError):
-                pass  # damaged or foreign file: recompute below
+                logger.info("teacher logits: %s does not match this teacher and data: recomputed", path)
+            except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+                # damaged or foreign file: recompute below
+                logger.info("teacher logits: cannot read %s (%s): recomputed", path, type(exc).__name__)
+        else:
+            logger.debug("teacher logits: cache miss %s", path)
         logits = {name: np.asarray(teacher.predict(x, batch_size=batch_size, verbose=0), np.float32)
                   for name, x in inputs.items()}
         meta = {"format": CACHE_FORMAT, "kind": "logits", "note": "pre-softmax teacher outputs; "

@@ -2,7 +2,7 @@
 
 Validated by pydantic like every other section (unknown keys are errors). What can only be checked
 once the models exist — teacher and student with different numbers of outputs — is checked by
-:func:`pipeline.distill_stage.load_teacher_and_student` and raised as a one-line
+:func:`pipeline.distill_models.check_compatible` and raised as a one-line
 :class:`~tinyfarm.errors.ConfigError` too.
 """
 

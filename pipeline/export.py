@@ -36,12 +36,12 @@ def convert(model: keras.Model, kind: str, representative: np.ndarray | None = N
     and signatures (``flatbuffer_utils.strip_strings``): TFLM never reads them, and on a 5 KB model
     they are a third of the file. Every variant is treated alike, so size ratios stay fair.
     ``drop_softmax`` exports the logits of a model ending in a ``Softmax`` layer (see
-    :func:`pipeline.models.without_softmax`).
+    :func:`pipeline.keras_models.without_softmax`).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown variant kind {kind!r} (one of {', '.join(KINDS)})")
     if drop_softmax:
-        from pipeline.models import without_softmax
+        from pipeline.keras_models import without_softmax
 
         model = without_softmax(model)
     spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32, name="input")

@@ -1,7 +1,8 @@
 """Progress the user can see: a live bar per training run on a terminal, compact lines otherwise.
 
 Anything that takes more than a couple of seconds (training, conversion, evaluation, the TFLM arena
-search) goes through here, so a run never looks hung.
+search) goes through here, so a run never looks hung. The per-epoch callback of ``model.fit`` is
+:class:`pipeline.keras_progress.EpochProgress` (it imports TensorFlow, this module does not).
 """
 
 from __future__ import annotations
@@ -20,16 +21,6 @@ def format_metrics(logs: dict | None) -> str:
     logs = logs or {}
     keys = ("loss", "accuracy", "val_loss", "val_accuracy")
     return "  ".join(f"{k} {logs[k]:.4f}" for k in keys if k in logs)
-
-
-def __getattr__(name: str):
-    # EpochProgress subclasses a Keras callback: importing it imports TensorFlow (~8 s), so it is
-    # loaded on first use and ``console``/``task`` stay cheap for the CLI and the runner.
-    if name == "EpochProgress":
-        from pipeline.keras_progress import EpochProgress
-
-        return EpochProgress
-    raise AttributeError(name)
 
 
 @contextmanager

@@ -8,6 +8,7 @@ dense. :func:`pruning_schedule` derives the frequency and end step from the step
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -62,11 +63,15 @@ def prune_model(model: keras.Model, splits: Splits, *, schedule: str = "polynomi
                 m_by_n: tuple[int, int] | None = None, epochs: int = 20, batch_size: int = 32,
                 learning_rate: float = 1e-3, ramp_fraction: float = 0.7, frequency: int | None = None,
                 exclude: tuple[str, ...] | list[str] = (), early_stopping_patience: int | None = None,
-                label: str = "prune") -> tuple[keras.Model, dict]:
+                label: str = "prune",
+                fit: Callable[[keras.Model, list], dict] | None = None) -> tuple[keras.Model, dict]:
     """Prune a trained float model and fine-tune it; returns the stripped model and a summary.
 
     Only conv and dense kernels are pruned (``exclude`` keeps named layers dense). With ``m_by_n``
     (e.g. ``(2, 4)``) the masks are structured m-of-n blocks and the schedule only sets when they apply.
+    ``fit(wrapped_model, callbacks) -> history`` replaces the fine-tuning on hard labels
+    (:func:`pipeline.train.fit_classifier`); it must pass ``callbacks`` (TF-MOT's
+    ``UpdatePruningStep``) to its training loop. Distillation keeps the teacher this way.
     """
     spe = steps_per_epoch(len(splits.x_train), batch_size)
     sched, spec = pruning_schedule(schedule, initial_sparsity=initial_sparsity,
@@ -86,13 +91,26 @@ def prune_model(model: keras.Model, splits: Splits, *, schedule: str = "polynomi
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     pruned = keras.models.clone_model(copy, clone_function=wrap)
-    history = fit_classifier(pruned, splits, epochs=epochs, batch_size=batch_size,
-                             learning_rate=learning_rate, label=label,
-                             early_stopping_patience=early_stopping_patience,
-                             callbacks=[sparsity.UpdatePruningStep()])
+    if fit is None:
+        def fit(wrapped: keras.Model, callbacks: list) -> dict:
+            return fit_classifier(wrapped, splits, epochs=epochs, batch_size=batch_size,
+                                  learning_rate=learning_rate, label=label,
+                                  early_stopping_patience=early_stopping_patience, callbacks=callbacks)
+
+    history = fit(pruned, [sparsity.UpdatePruningStep()])
     stripped = sparsity.strip_pruning(pruned)
     return stripped, {"schedule": spec.__dict__, "steps_per_epoch": spe, "history": history,
                       "kernel_sparsity": kernel_sparsity(stripped)}
+
+
+def prune_kwargs(section) -> dict:
+    """A config ``prune`` section (:class:`pipeline.config.PruneSection`) as keyword arguments of
+    :func:`prune_model`."""
+    return dict(schedule=section.schedule, initial_sparsity=section.initial_sparsity,
+                target_sparsity=section.target_sparsity, m_by_n=section.m_by_n, epochs=section.epochs,
+                batch_size=section.batch_size, learning_rate=section.learning_rate,
+                ramp_fraction=section.ramp_fraction, frequency=section.frequency, exclude=section.exclude,
+                early_stopping_patience=section.early_stopping_patience)
 
 
 def kernel_sparsity(model: keras.Model) -> dict[str, float]:

@@ -8,15 +8,19 @@ check, each stage's status, and whatever later stages add under their own key.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.run_context import StageResult, record_path
 from tinyfarm import __version__
 from tinyfarm.provenance import command_line, library_versions, sha256_file, write_json
 
 if TYPE_CHECKING:
-    from pipeline.runner import StageContext
+    from pipeline.run_context import StageContext
+
+logger = logging.getLogger(__name__)
 
 VARIANT_KEYS = ("name", "kind", "source", "method", "accuracy", "size_bytes", "gzip_bytes",
                 "sparsity", "parameter_count", "path")
@@ -71,7 +75,7 @@ def build_report(ctx: "StageContext") -> dict:
     if tflm:
         report["tflm"] = tflm
     report["stages"] = {name: {"skipped": res.skipped, "seconds": round(res.seconds, 3),
-                               "record": f"stages/{name}/record.json"}
+                               "record": record_path(name)}
                         for name, res in ctx.results.items()}
     for res in ctx.results.values():  # later stages (deploy, distill) add their own sections
         for key, value in (res.summary.get("report") or {}).items():
@@ -194,8 +198,6 @@ def _next_steps(dep: dict, variants: list[dict], dataset: str) -> list[str]:
 
 def write_reports(ctx: "StageContext") -> dict[str, str]:
     """Write ``report.json``, ``report.md`` and ``accuracy_vs_size.png`` into the run folder."""
-    from pipeline.runner import StageResult
-
     # The report lists itself among the stages.
     ctx.results.setdefault("report", StageResult("report", "", {}, {}, False, 0.0))
     report = build_report(ctx)
@@ -209,5 +211,11 @@ def write_reports(ctx: "StageContext") -> dict[str, str]:
     report["files"] = files
     write_json(ctx.path("report.json"), report)
     ctx.path("report.md").write_text(render_markdown(report, plot_name))
+    logger.debug("report: wrote %s", ", ".join(str(ctx.path(f)) for f in files.values()))
     ctx.results.pop("report", None)
     return files
+
+
+def run_report(ctx: "StageContext") -> dict:
+    """Stage ``report``: report.json, report.md and the accuracy-vs-size plot."""
+    return {"files": write_reports(ctx)}

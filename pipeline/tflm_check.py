@@ -1,9 +1,9 @@
 """Stage 6: does the model run on TFLite Micro, in how little memory, with the same outputs?
 
-Uses the device harness's isolated TFLM process (``device_harness.twin.tflm_process``): the real
-TFLM kernels of the ``tflite-micro`` wheel run in a child process, so a model that crashes the
-runtime (an LSTM on too small an arena segfaults it) is a reported fault, not the end of the run.
-The arena search (``smallest_arena``) probes loads in that child and restarts it after a crash.
+Uses the device twin's host-check API (``device_harness.twin``: :func:`find_arena`,
+:func:`host_outputs`): the real TFLM kernels of the ``tflite-micro`` wheel run in a child process, so
+a model that crashes the runtime (an LSTM on too small an arena segfaults it) is a reported fault,
+not the end of the run. The arena search probes loads in that child and restarts it after a crash.
 
 Why "identical" can fall short of 100% on int8 models: the requantization after every int8
 CONV_2D / FULLY_CONNECTED rounds ``acc * M`` to the output scale. The ``tflite-micro`` wheel rounds
@@ -18,12 +18,15 @@ with the same top class; ``passed`` stays strict (bit-identical).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.flatbuffer import inspect_tflite
 from pipeline.progress import task
+from tinyfarm.tflite_file import inspect_tflite
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,45 +73,38 @@ def check_model(model_bytes: bytes, inputs: np.ndarray, reference_outputs: np.nd
     """
     import time
 
-    from device_harness.twin.tflm_process import (ArenaTooSmall, DeviceFault, OpUnsupported,
-                                                  TflmError, TflmProcess, smallest_arena)
+    from device_harness.twin import TflmError, find_arena, host_outputs
 
     start = time.monotonic()
     ops = sorted(set(inspect_tflite(model_bytes).ops))
     result = TflmCheck(ops=ops, ops_supported=False, arena_bytes=None)
     with task(f"TFLM check {label}", total=len(inputs)) as progress:
-        try:
-            result.arena_bytes = smallest_arena(model_bytes, limit=max_arena_bytes)
-            result.ops_supported = True
-        except OpUnsupported as exc:
-            result.error = f"not supported by TFLM: {exc}"
-        except ArenaTooSmall as exc:
-            result.ops_supported = True
-            result.error = str(exc)
-        except (TflmError, DeviceFault) as exc:
-            result.error = f"{type(exc).__name__}: {exc}"
+        arena = find_arena(model_bytes, limit=max_arena_bytes)
+        result.arena_bytes, result.ops_supported, result.error = (arena.arena_bytes, arena.ops_supported,
+                                                                  arena.error)
+        logger.info("%s: smallest TFLM arena %s B (ops supported: %s)%s", label, arena.arena_bytes,
+                    arena.ops_supported, f"; {arena.error}" if arena.error else "")
         if result.arena_bytes is not None:
             try:
-                with TflmProcess() as tflm:
-                    tflm.load(model_bytes, result.arena_bytes)
-                    diffs = []
-                    for i in range(0, len(inputs), batch):
-                        outs, _ = tflm.invoke_batch([inputs[i: i + batch]])
-                        got = np.asarray(outs[0]).reshape(reference_outputs[i: i + batch].shape)
-                        ref = reference_outputs[i: i + batch]
-                        axes = tuple(range(1, got.ndim))
-                        diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-                        same = np.all(diff == 0, axis=axes)
-                        result.identical += int(np.count_nonzero(same))
-                        result.within_one_step += int(np.count_nonzero(np.all(diff <= 1, axis=axes)))
-                        flat_got, flat_ref = got.reshape(len(got), -1), ref.reshape(len(ref), -1)
-                        result.same_top_class += int(np.count_nonzero(
-                            np.argmax(flat_got, axis=1) == np.argmax(flat_ref, axis=1)))
-                        result.compared += len(same)
-                        diffs.append(float(np.max(diff)))
-                        progress.tick(len(same))
-                    result.max_abs_diff = max(diffs) if diffs else None
-            except (TflmError, DeviceFault) as exc:
+                diffs = []
+                offset = 0
+                for outs in host_outputs(model_bytes, result.arena_bytes, inputs, batch=batch):
+                    ref = reference_outputs[offset: offset + len(outs)]
+                    offset += len(outs)
+                    got = outs.reshape(ref.shape)
+                    axes = tuple(range(1, got.ndim))
+                    diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+                    same = np.all(diff == 0, axis=axes)
+                    result.identical += int(np.count_nonzero(same))
+                    result.within_one_step += int(np.count_nonzero(np.all(diff <= 1, axis=axes)))
+                    flat_got, flat_ref = got.reshape(len(got), -1), ref.reshape(len(ref), -1)
+                    result.same_top_class += int(np.count_nonzero(
+                        np.argmax(flat_got, axis=1) == np.argmax(flat_ref, axis=1)))
+                    result.compared += len(same)
+                    diffs.append(float(np.max(diff)))
+                    progress.tick(len(same))
+                result.max_abs_diff = max(diffs) if diffs else None
+            except TflmError as exc:
                 result.error = f"{type(exc).__name__}: {exc}"
     result.seconds = time.monotonic() - start
     return result

@@ -15,6 +15,7 @@ import click
 
 from tinyfarm import __version__
 from tinyfarm.errors import TinyfarmError
+from tinyfarm.log import setup_logging
 
 # TF-MOT needs Keras 2 (tf-keras); this must be set before TensorFlow is first imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -22,16 +23,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # name -> (module, attribute, one-line help shown without importing the module)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "run": ("pipeline.cli", "run", "Train, compress, export, evaluate (and deploy) a model from a config."),
-    "datasets": ("pipeline.cli", "datasets_cmd", "List the built-in data sets."),
-    "twin": ("device_harness.cli", "twin", "Serve a TFLM device twin on a pty or loopback TCP port."),
-    "info": ("device_harness.cli", "info", "Show a device's HELLO/INFO fields."),
-    "deploy": ("device_harness.cli", "deploy", "Upload a .tflite to a device and verify it there."),
-    "invoke": ("device_harness.cli", "invoke", "Run one inference on a device with .npy inputs."),
-    "bench": ("device_harness.cli", "bench", "Measure on-device latency over N runs."),
-    "evaluate": ("device_harness.cli", "evaluate", "Measure on-device accuracy on a data set's test split."),
+    "run": ("pipeline.commands", "run", "Train, compress, export, evaluate (and deploy) a model from a config."),
+    "datasets": ("pipeline.commands", "datasets_cmd", "List the built-in data sets."),
+    "twin": ("device_harness.commands", "twin", "Serve a TFLM device twin on a pty or loopback TCP port."),
+    "info": ("device_harness.commands", "info", "Show a device's HELLO/INFO fields."),
+    "deploy": ("device_harness.commands", "deploy", "Upload a .tflite to a device and verify it there."),
+    "invoke": ("device_harness.commands", "invoke", "Run one inference on a device with .npy inputs."),
+    "bench": ("device_harness.commands", "bench", "Measure on-device latency over N runs."),
+    "evaluate": ("device_harness.commands", "evaluate", "Measure on-device accuracy on a data set's test split."),
     "regress": ("device_harness.regress", "regress", "Compare a model suite on emulators with a baseline."),
-    "farm": ("device_harness.farm.cli", "farm", "Inventory and run a farm of devices."),
+    "farm": ("device_harness.farm.commands", "farm", "Inventory and run a farm of devices."),
 }
 
 
@@ -75,7 +76,9 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tinyfarm")
-def cli() -> None:
+@click.option("-v", "--verbose", count=True,
+              help="Diagnostics on stderr: -v for what was decided (cache, arena, files), -vv for detail.")
+def cli(verbose: int) -> None:
     """tinyfarm: compress a TensorFlow model for a microcontroller and measure it on the device.
 
     \b
@@ -84,6 +87,7 @@ def cli() -> None:
       tinyfarm deploy runs/digits/model_int8.tflite --device twin
       tinyfarm bench  runs/digits/model_int8.tflite --device qemu
     """
+    setup_logging(verbose)
 
 
 def main() -> None:

@@ -1,14 +1,15 @@
 """The Backend interface: something that gives you a pyserial URL to a device speaking the protocol.
 
 Implementations: the TFLM twin (:mod:`.twin`), QEMU/Renode emulators and physical boards (firmware
-backends), farm devices. A backend owns the device's lifetime; the protocol client is separate:
+backends), farm devices. A backend owns the device's lifetime, nothing else; the link and the
+protocol are :class:`~device_harness.session.DeviceSession`'s, which starts and stops its backend:
 
-    with TwinBackend(board="stm32f4-discovery") as backend:      # start() on enter, stop() on exit
-        with DeviceClient.open(backend.url, baud=backend.baud) as dev:
-            dev.hello()
-        backend.restart()                                         # after a fault, like a reset button
+    with DeviceSession(TwinBackend(board="stm32f4-discovery")) as session:
+        session.info.board
+        session.restart()                        # after a fault, like a reset button
 
 Subclasses implement :meth:`start` and :meth:`stop`; :meth:`restart` defaults to stop + start.
+A backend that runs a process keeps it in ``_proc``: ``pid`` names it (the watchdog kills it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import subprocess
 from typing import Any
 
 from device_harness.boards import BoardProfile
-
 
 
 def stop_process(proc: "subprocess.Popen", timeout: float = 5.0) -> None:
@@ -62,13 +62,11 @@ class Backend(abc.ABC):
     def running(self) -> bool:
         return self.url is not None
 
-    def client(self, **kwargs: Any):
-        """A :class:`~device_harness.client.DeviceClient` on this backend's URL (started if needed)."""
-        from device_harness.client import DeviceClient  # noqa: PLC0415
-
-        if self.url is None:
-            self.start()
-        return DeviceClient.open(self.url, baud=self.baud, **kwargs)
+    @property
+    def pid(self) -> int | None:
+        """The device's own process (a twin, an emulator), when this backend runs one."""
+        proc = getattr(self, "_proc", None)
+        return proc.pid if proc is not None else None
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "url": self.url, "board": self.profile.name if self.profile else None,

@@ -14,7 +14,7 @@ from typing import Any
 
 from device_harness.backends.base import Backend
 from device_harness.boards import get_board
-from device_harness.devices import register_device
+from device_harness.device_registry import register_device
 from tinyfarm.errors import DeviceError
 
 

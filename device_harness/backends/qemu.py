@@ -26,7 +26,7 @@ from typing import Any
 
 from device_harness.backends.base import Backend, stop_process
 from device_harness.boards import get_board
-from device_harness.devices import register_device
+from device_harness.device_registry import register_device
 from tinyfarm.errors import DeviceError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

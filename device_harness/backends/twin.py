@@ -74,7 +74,3 @@ class TwinBackend(Backend):
             if pipe is not None:
                 pipe.close()
         self._stderr.close()
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None

@@ -31,14 +31,11 @@ def check_dataset(name: str) -> None:
         raise DataError(f"cannot load data set {name!r}: {exc}") from None
 
 
-def on_device_accuracy(client: Any, model: Any, dataset: str, samples: int | None) -> dict[str, Any]:
-    """The harness's own evaluation (:func:`device_harness.measure.evaluate_on_device`) on the
-    first ``samples`` test samples; a shape mismatch is a DataError (not retried)."""
-    from device_harness.measure import evaluate_on_device
-
+def on_device_accuracy(session: Any, model: bytes, dataset: str, samples: int | None) -> dict[str, Any]:
+    """The session's own evaluation on the first ``samples`` test samples of the loaded ``model``;
+    a shape mismatch is a DataError (not retried)."""
     x_test, y_test = _test_split(dataset)
     n = len(x_test) if samples is None else min(samples, len(x_test))
-    result = evaluate_on_device(client, model.path.read_bytes(), x_test[:n], y_test[:n],
-                                dataset=dataset, reference=True)
+    result = session.evaluate(model, x_test[:n], y_test[:n], dataset=dataset, reference=True)
     return {"accuracy": result.accuracy, "dataset": dataset, "samples": result.samples,
             "identical_share": result.identical_share}

@@ -68,7 +68,7 @@ def discover(timeout: float = 0.5, all_ports: bool = False,
         try:
             c.hello = hello(c.device, timeout)
         except Exception as exc:  # noqa: BLE001 - every failure is this port's answer
-            from .runner import one_line
+            from .scheduler import one_line
             c.error = one_line(exc)
 
     threads = [threading.Thread(target=confirm, args=(c,), daemon=True) for c in found]

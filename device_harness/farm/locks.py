@@ -20,10 +20,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import filelock
 
 from tinyfarm.errors import DeviceError
+
+if TYPE_CHECKING:
+    from .inventory import DeviceSpec, Farm
 
 DEFAULT_LOCK_DIR = Path("~/.cache/tinyfarm/locks")
 
@@ -50,6 +54,8 @@ class Holder:
 
 class DeviceBusy(DeviceError):
     """The device is locked by someone else and we were not willing to wait (longer)."""
+
+    retryable = False
 
 
 class DeviceLock:
@@ -127,3 +133,29 @@ class DeviceLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def lock_first_free(farm: "Farm", candidates: Sequence["DeviceSpec"], *, wait_s: float | None = 0.0,
+                    command: str | None = None) -> tuple["DeviceSpec", DeviceLock]:
+    """The one way to take a device: the first of ``candidates`` whose lock is free, held.
+
+    Polls every 0.1 s for ``wait_s`` seconds (None: forever, 0: one try each), then raises
+    DeviceBusy naming the holder(s). The farm runner, ``--device NAME --farm`` and the pytest
+    plugin all take their devices here.
+    """
+    directory = lock_dir(farm.spec.lock_dir)
+    deadline = None if wait_s is None else time.monotonic() + wait_s
+    while True:
+        busy = []
+        for spec in candidates:
+            lock = DeviceLock(farm.lock_key(spec), spec.name, directory, command)
+            try:
+                lock.acquire(timeout=0)
+            except DeviceBusy as exc:
+                busy.append(str(exc))
+                continue
+            return spec, lock
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeviceBusy(busy[0] if len(busy) == 1 else
+                             f"every device matching is in use: {'; '.join(busy)}")
+        time.sleep(0.1)

@@ -1,46 +1,26 @@
-"""One farm job on a connected device: upload (verified), arena, bench — and accuracy on request."""
+"""One farm job on a device session: upload (verified), arena, bench — and accuracy on request.
+
+The figures are the session's (:mod:`device_harness.measure`); this module only names them as the
+results store's columns.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from device_harness.measure import LatencyStats
+from tinyfarm.errors import DataError, ModelError
 
-from tinyfarm.errors import DeviceError
+if TYPE_CHECKING:
+    from device_harness.session import DeviceSession
 
-from .runner import ModelRef, RunOptions
-
-
-class NotBenchable(DeviceError):
-    """The device verified the model but cannot run it (e.g. an engine-less firmware)."""
-
-    transient = False
+    from .scheduler import ModelRef, RunOptions
 
 
-def seeded_inputs(client: Any, seed: int = 0) -> list[np.ndarray]:
-    """Deterministic inputs matching the loaded model's tensors (latency does not depend on
-    values for these kernels, but a fixed seed keeps runs comparable anyway)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for t in client.inputs:
-        dtype = t.numpy_dtype
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            arr = rng.integers(max(info.min, -128), min(info.max, 127) + 1, size=t.dims)
-        elif dtype == np.bool_:
-            arr = rng.integers(0, 2, size=t.dims)
-        else:
-            arr = rng.standard_normal(size=t.dims)
-        out.append(arr.astype(dtype))
-    return out
-
-
-def latency_stats(ticks: list[int], tick_hz: float) -> dict[str, float]:
-    """The harness's latency statistics, as results-store columns."""
-    from device_harness.measure import latency_stats as harness_stats
-
-    st = harness_stats(ticks, int(tick_hz)).as_dict()
+def latency_columns(stats: LatencyStats) -> dict[str, float]:
+    """Latency statistics as results-store columns."""
+    st = stats.as_dict()
     return {
         "ticks_median": st["median_ticks"], "ticks_p90": st["p90_ticks"],
         "ticks_min": float(st["min_ticks"]), "ticks_max": float(st["max_ticks"]),
@@ -50,12 +30,12 @@ def latency_stats(ticks: list[int], tick_hz: float) -> dict[str, float]:
     }
 
 
-def measure(client: Any, model: ModelRef, options: RunOptions) -> dict[str, Any]:
-    """Upload + arena + bench of ``model`` on an open, HELLO'd ``client``; the metrics dict."""
-    info = client.info if client.info is not None else client.hello()
+def measure(session: "DeviceSession", model: "ModelRef", options: "RunOptions") -> dict[str, Any]:
+    """Upload + arena + bench of ``model`` on an open session; the metrics dict."""
+    info = session.info
     data = model.path.read_bytes()
     t0 = time.perf_counter()
-    up = client.upload(data)
+    up = session.upload(data)
     upload_s = time.perf_counter() - t0
     metrics: dict[str, Any] = {
         "upload_s": upload_s, "upload_bytes_per_s": len(data) / upload_s if upload_s else None,
@@ -63,20 +43,15 @@ def measure(client: Any, model: ModelRef, options: RunOptions) -> dict[str, Any]
         "tflm_version": info.tflm_version, "board": info.board, "tick_source": info.tick_source,
         "bench_runs": options.runs, "bench_warmup": options.warmup,
     }
-    if not up.loaded:
-        raise NotBenchable(f"the model was verified on {info.board} but not loaded "
-                           f"(firmware {info.firmware_version} has no TFLM engine)")
-    used, capacity = client.arena()
+    session.require_engine(up)
+    used, capacity = session.arena()
     metrics.update(arena_used=used, arena_capacity=capacity)
-    client.set_inputs(seeded_inputs(client))
-    ticks = client.bench(warmup=options.warmup, runs=options.runs)
-    metrics.update(latency_stats(ticks, info.tick_hz))
+    stats = session.bench(warmup=options.warmup, runs=options.runs, inputs=session.seeded_inputs())
+    metrics.update(latency_columns(stats))
     if options.dataset:
-        from tinyfarm.errors import DataError, ModelError
-
         from .accuracy import on_device_accuracy
         try:
-            metrics.update(on_device_accuracy(client, model, options.dataset, options.samples))
+            metrics.update(on_device_accuracy(session, data, options.dataset, options.samples))
         except (DataError, ModelError) as exc:  # latency stands; say why accuracy is missing
             metrics["note"] = f"no accuracy on {options.dataset}: {exc}"
     return metrics

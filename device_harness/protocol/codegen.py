@@ -1,4 +1,4 @@
-"""Generate the firmware's C/C++ protocol header from ``spec.yaml``.
+"""Generate the firmware's C/C++ protocol header and the host's error classes from ``spec.yaml``.
 
 The wire protocol has one source of truth (``spec.yaml``); the firmware must not restate it by hand.
 This module reads the YAML directly (it does not go through the host codec, so a bug there cannot
@@ -6,8 +6,12 @@ hide a disagreement) and writes ``firmware/protocol/tinyfarm_protocol.h``: sync 
 trailer sizes, message ids, flags, error codes, dtypes, capabilities, model status, the protocol
 version, and the byte offsets/sizes of every fixed-layout part of every payload.
 
-    python -m device_harness.protocol.codegen            # rewrite the header
-    python -m device_harness.protocol.codegen --check    # exit 1 when the committed header is stale
+    python -m device_harness.protocol.codegen            # rewrite both files
+    python -m device_harness.protocol.codegen --check    # exit 1 when a committed file is stale
+
+The error classes (``device_harness/protocol/device_errors.py``) are plain Python, one class per
+error code with its ``retryable`` flag, so host code names them statically (``except
+ArenaTooSmallError``) and a retry decision reads one attribute.
 
 The output is C-compatible (``#define`` only) so a generic board port written in C can include it.
 """
@@ -25,6 +29,7 @@ import yaml
 SPEC_PATH = Path(__file__).resolve().with_name("spec.yaml")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEADER_PATH = REPO_ROOT / "firmware" / "protocol" / "tinyfarm_protocol.h"
+ERRORS_PATH = Path(__file__).resolve().with_name("device_errors.py")
 
 # Scalar wire types and their sizes in bytes (all little-endian).
 SCALAR_SIZES = {"u8": 1, "u16": 2, "u32": 4, "u64": 8, "i32": 4, "f32": 4}
@@ -162,24 +167,66 @@ def render_header(spec: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def error_class_name(name: str) -> str:
+    """``ARENA_TOO_SMALL`` -> ``ArenaTooSmallError``."""
+    return "".join(part.title() for part in name.split("_")) + "Error"
+
+
+def render_errors(spec: dict[str, Any]) -> str:
+    """The Python module of device error classes for a parsed spec (pure function)."""
+    out = [
+        '"""Device errors: one class per error code of the wire protocol.',
+        "",
+        "GENERATED from device_harness/protocol/spec.yaml by `python -m device_harness.protocol.codegen`",
+        "-- do not edit by hand; a test fails when this file and spec.yaml disagree.",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "from tinyfarm.errors import DeviceReplyError",
+        "",
+    ]
+    names = []
+    for name, entry in spec["errors"].items():
+        if int(entry["code"]) == 0:
+            continue  # OK is not an error
+        if not isinstance(entry.get("retryable"), bool):
+            raise ValueError(f"spec.yaml: error {name} needs retryable: true|false")
+        cls = error_class_name(name)
+        names.append((int(entry["code"]), cls))
+        doc = str(entry["doc"]).replace('"', "'")
+        out += ["", f"class {cls}(DeviceReplyError):", f'    """{name}: {doc}."""', "",
+                f"    code = {int(entry['code'])}", f'    name = "{name}"',
+                f"    retryable = {bool(entry['retryable'])}", ""]
+    out += ["", "BY_CODE: dict[int, type[DeviceReplyError]] = {"]
+    out += [f"    {code}: {cls}," for code, cls in names]
+    out += ["}", "", "",
+            "def error_class(code: int) -> type[DeviceReplyError]:",
+            '    """The class for an error code (the generic base for a code this host does not know)."""',
+            "    return BY_CODE.get(int(code), DeviceReplyError)", ""]
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", type=Path, default=SPEC_PATH)
-    parser.add_argument("--out", type=Path, default=HEADER_PATH)
+    parser.add_argument("--out", type=Path, default=HEADER_PATH, help="the C header")
+    parser.add_argument("--errors-out", type=Path, default=ERRORS_PATH, help="the Python error classes")
     parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 when the header differs from the spec")
+                        help="do not write; exit 1 when a file differs from the spec")
     args = parser.parse_args(argv)
-    text = render_header(load_spec(args.spec))
+    spec = load_spec(args.spec)
+    outputs = ((args.out, render_header(spec)), (args.errors_out, render_errors(spec)))
     if args.check:
-        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
-        if current != text:
-            print(f"{args.out} is stale: run python -m device_harness.protocol.codegen",
-                  file=sys.stderr)
-            return 1
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}")
+        stale = [path for path, text in outputs
+                 if (path.read_text(encoding="utf-8") if path.exists() else "") != text]
+        for path in stale:
+            print(f"{path} is stale: run python -m device_harness.protocol.codegen", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
     return 0
 
 

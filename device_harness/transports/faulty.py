@@ -1,10 +1,10 @@
-"""A fault-injecting wrapper for any serial.Serial-like port (seeded, so failures reproduce).
+"""A fault-injecting port (seeded, so failures reproduce): ``fault://<inner-url>#corrupt=0.01&seed=1``.
 
 Per byte, independently: ``corrupt`` (XOR with a random non-zero byte), ``drop``, ``dup``
 (duplicate) at the given rates, on the host's writes (``direction="tx"``), reads (``"rx"``) or
 both. ``reset_after=N`` calls ``on_reset()`` once when N bytes have been written — e.g. a backend's
 ``restart`` or a twin's reset — to test a device that reboots mid-transfer. Counters record what
-was injected. As a URL: ``fault://<inner-url>#corrupt=0.01&seed=1``.
+was injected.
 """
 
 from __future__ import annotations
@@ -12,42 +12,36 @@ from __future__ import annotations
 import random
 from typing import Any, Callable
 
+from device_harness.transports.wrapped import WrappedPort
 
-class FaultyPort:
-    def __init__(self, inner: Any, *, corrupt: float = 0.0, drop: float = 0.0, dup: float = 0.0,
+
+class FaultyPort(WrappedPort):
+    scheme = "fault"
+
+    def __init__(self, port: Any = None, *, corrupt: float = 0.0, drop: float = 0.0, dup: float = 0.0,
                  seed: int = 0, direction: str = "both", reset_after: int | None = None,
-                 on_reset: Callable[[], None] | None = None) -> None:
-        if direction not in ("tx", "rx", "both"):
-            raise ValueError("direction must be tx, rx or both")
-        self.inner = inner
-        self.corrupt, self.drop, self.dup = float(corrupt), float(drop), float(dup)
-        self.direction = direction
-        self.rng = random.Random(seed)
+                 on_reset: Callable[[], None] | None = None, **serial_kwargs: Any) -> None:
+        self._set_faults(corrupt=corrupt, drop=drop, dup=dup, seed=seed, direction=direction)
         self.reset_after = reset_after
         self.on_reset = on_reset
         self.written = 0
         self.counts = {"corrupted": 0, "dropped": 0, "duplicated": 0, "resets": 0, "bytes": 0}
-        self.port = getattr(inner, "port", None)
+        super().__init__(port, **serial_kwargs)
 
-    # serial.Serial surface -----------------------------------------------------------------------
-    @property
-    def timeout(self) -> float | None:
-        return self.inner.timeout
+    def _set_faults(self, *, corrupt: float = 0.0, drop: float = 0.0, dup: float = 0.0, seed: int = 0,
+                    direction: str = "both") -> None:
+        if direction not in ("tx", "rx", "both"):
+            raise ValueError("direction must be tx, rx or both")
+        self.corrupt, self.drop, self.dup = float(corrupt), float(drop), float(dup)
+        self.direction = direction
+        self.rng = random.Random(seed)
 
-    @timeout.setter
-    def timeout(self, value: float | None) -> None:
-        self.inner.timeout = value
-
-    @property
-    def in_waiting(self) -> int:
-        return self.inner.in_waiting
-
-    @property
-    def is_open(self) -> bool:
-        return self.inner.is_open
-
-    def fileno(self) -> int:
-        return self.inner.fileno()
+    def configure(self, options: dict[str, str]) -> None:
+        known = {"corrupt": float, "drop": float, "dup": float, "seed": int, "direction": str}
+        unknown = set(options) - set(known)
+        if unknown:
+            raise ValueError(f"unknown option(s) {sorted(unknown)}")
+        self._set_faults(**{k: known[k](v) for k, v in options.items()})
 
     def read(self, size: int = 1) -> bytes:
         data = self.inner.read(size)
@@ -67,16 +61,6 @@ class FaultyPort:
         self.inner.write(out)
         return len(data)
 
-    def flush(self) -> None:
-        self.inner.flush()
-
-    def reset_input_buffer(self) -> None:
-        self.inner.reset_input_buffer()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    # the faults ----------------------------------------------------------------------------------
     def _mangle(self, data: bytes) -> bytes:
         if not data or not (self.corrupt or self.drop or self.dup):
             return data

@@ -3,7 +3,7 @@
 :class:`LinePacer` is the clock both directions share: bytes that arrive are released no earlier than
 a UART at ``baud`` would have finished receiving them; bytes to send are scheduled for the moment the
 last of them would have left the wire. The twin server uses it on its own line so transfer times are
-the board's; :class:`PacedPort` wraps any serial.Serial-like port with it (``paced://`` URLs).
+the board's; :class:`PacedPort` is a pyserial port class that paces another port with it (``paced://`` URLs).
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from __future__ import annotations
 import time
 from collections import deque
 from typing import Any
-from urllib.parse import parse_qs
 
-import serial
+from device_harness.transports.wrapped import WrappedPort
 
 
 class LinePacer:
@@ -50,6 +49,13 @@ class LinePacer:
                 break
         return bytes(out)
 
+    def push_back(self, data: bytes) -> None:
+        """Bytes taken but not consumed: first in line again, already received."""
+        self._rx.appendleft([time.monotonic() - self.byte_time, bytes(data)])
+
+    def clear_rx(self) -> None:
+        self._rx.clear()
+
     def next_rx_due(self) -> float | None:
         return self._rx[0][0] + self.byte_time if self._rx else None
 
@@ -61,15 +67,19 @@ class LinePacer:
         return self._tx_clock
 
 
-class PacedPort:
-    """serial.Serial-like wrapper: reads and writes no faster than ``baud`` allows."""
+class PacedPort(WrappedPort):
+    """A port that reads and writes no faster than a UART at ``baud`` (``paced://…#baud=N``)."""
 
-    def __init__(self, inner: Any, baud: int) -> None:
-        self.inner = inner
+    scheme = "paced"
+
+    def __init__(self, port: Any = None, baud: int = 115200, **serial_kwargs: Any) -> None:
         self.pacer = LinePacer(baud)
-        self.baudrate = baud
-        self.timeout = inner.timeout
-        self.port = getattr(inner, "port", None)
+        super().__init__(port, **serial_kwargs)
+
+    def configure(self, options: dict[str, str]) -> None:
+        if set(options) - {"baud"}:
+            raise ValueError(f"unknown option(s) {sorted(set(options) - {'baud'})}")
+        self.pacer = LinePacer(int(options.get("baud", 115200)))
 
     @property
     def in_waiting(self) -> int:
@@ -98,10 +108,8 @@ class PacedPort:
             if deadline is not None:
                 wait = min(wait, deadline - now)
             time.sleep(min(wait, 0.01))
-        return bytes(buf[:size]) if len(buf) <= size else self._push_back(buf, size)
-
-    def _push_back(self, buf: bytearray, size: int) -> bytes:
-        self.pacer._rx.appendleft([time.monotonic() - self.pacer.byte_time, bytes(buf[size:])])
+        if len(buf) > size:  # the rest goes back to the head of the line
+            self.pacer.push_back(bytes(buf[size:]))
         return bytes(buf[:size])
 
     def write(self, data: bytes) -> int:
@@ -111,29 +119,6 @@ class PacedPort:
             time.sleep(delay)
         return self.inner.write(data)
 
-    def flush(self) -> None:
-        self.inner.flush()
-
     def reset_input_buffer(self) -> None:
         self.inner.reset_input_buffer()
-        self.pacer._rx.clear()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    @property
-    def is_open(self) -> bool:
-        return self.inner.is_open
-
-
-def parse_wrapper_url(url: str, scheme: str) -> tuple[str, dict[str, str]]:
-    """``scheme://<inner-url>#k=v&k=v`` -> (inner url, options)."""
-    if not url.lower().startswith(scheme + "://"):
-        raise serial.SerialException(f"expected {scheme}://<url>#options, got {url!r}")
-    rest = url[len(scheme) + 3:]
-    inner, _, frag = rest.partition("#")
-    opts = {k: v[-1] for k, v in parse_qs(frag, keep_blank_values=True).items()}
-    if not inner:
-        raise serial.SerialException(f"{scheme}:// needs an inner URL or device path")
-    return inner, opts
-
+        self.pacer.clear_rx()

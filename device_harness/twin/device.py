@@ -20,15 +20,10 @@ from device_harness.protocol import (
 )
 from device_harness.protocol.spec import DTYPE_OF_NUMPY, MESSAGES
 from device_harness.twin import tflm_process as tp
+from device_harness.twin.tflm_errors import ArenaTooSmall, DeviceFault, TflmError
 
 FIRMWARE_VERSION = "twin-1"
 RX_WINDOW = 16
-_KIND_TO_CODE = {
-    "model_invalid": ErrorCode.MODEL_INVALID, "op_unsupported": ErrorCode.OP_UNSUPPORTED,
-    "arena_too_small": ErrorCode.ARENA_TOO_SMALL, "invoke_failed": ErrorCode.INVOKE_FAILED,
-    "bad_argument": ErrorCode.BAD_ARGUMENT, "no_model": ErrorCode.NO_MODEL,
-    "device_fault": ErrorCode.DEVICE_FAULT, "internal": ErrorCode.INTERNAL,
-}
 
 
 class _Reply(Exception):
@@ -192,13 +187,13 @@ class TwinDevice:
             raise _Reply(ErrorCode.HASH_MISMATCH, "SHA-256 of the received bytes differs from MODEL_BEGIN's")
         try:
             info = self.tflm.load(model, self.profile.arena_bytes)
-        except tp.DeviceFault as exc:
+        except DeviceFault as exc:
             raise self._fault(exc, "model load") from None
-        except tp.ArenaTooSmall as exc:
+        except ArenaTooSmall as exc:
             raise _Reply(ErrorCode.ARENA_TOO_SMALL,
                          f"{self.profile.arena_bytes}-byte arena of {self.profile.name}: {exc}") from None
-        except tp.TflmError as exc:
-            raise _Reply(_KIND_TO_CODE.get(exc.kind, ErrorCode.INTERNAL), str(exc)) from None
+        except TflmError as exc:
+            raise _Reply(exc.code, str(exc)) from None
         self._model, self._info = model, info
         self._inputs = [bytearray(d.nbytes) for d in info.inputs]
         self._outputs = [bytes(d.nbytes) for d in info.outputs]
@@ -241,10 +236,10 @@ class TwinDevice:
     def _run_tflm(self, what: str, fn, *args):
         try:
             return fn(*args)
-        except tp.DeviceFault as exc:
+        except DeviceFault as exc:
             raise self._fault(exc, what) from None
-        except tp.TflmError as exc:
-            raise _Reply(_KIND_TO_CODE.get(exc.kind, ErrorCode.INTERNAL), str(exc)) from None
+        except TflmError as exc:
+            raise _Reply(exc.code, str(exc)) from None
 
     def _on_invoke(self) -> dict:
         inputs = self._input_arrays()

@@ -23,7 +23,7 @@ _ALLOC_TOTAL = re.compile(rb"Arena allocation total (\d+) bytes")
 
 
 class _Failure(Exception):
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str):  # kind: an error name of the protocol spec
         super().__init__(message)
         self.kind = kind
 
@@ -81,7 +81,7 @@ class _Engine:
             count = self._runtime.count_resource_variables(model)
             del count
         except Exception as exc:  # flatbuffer walk failed: truncated or not a model
-            raise _Failure("model_invalid", f"not a valid TFLite flatbuffer ({type(exc).__name__}: {exc})")
+            raise _Failure("MODEL_INVALID", f"not a valid TFLite flatbuffer ({type(exc).__name__}: {exc})")
         try:
             interp = self._runtime.Interpreter.from_bytes(model, arena_size=int(arena_size))
         except Exception as exc:
@@ -102,7 +102,7 @@ class _Engine:
 
     def _need_model(self):
         if self.interp is None:
-            raise _Failure("no_model", "no model is loaded")
+            raise _Failure("NO_MODEL", "no model is loaded")
         return self.interp
 
     def _set_inputs(self, interp, inputs: list[np.ndarray]) -> None:
@@ -110,7 +110,7 @@ class _Engine:
             try:
                 interp.set_input(arr, i)
             except Exception as exc:
-                raise _Failure("bad_argument", f"input {i}: {exc}")
+                raise _Failure("BAD_ARGUMENT", f"input {i}: {exc}")
 
     def _invoke(self, interp) -> int:
         t0 = time.perf_counter_ns()
@@ -119,7 +119,7 @@ class _Engine:
         except Exception as exc:
             text = _captured().strip().splitlines()
             detail = f": {text[-1]}" if text else ""
-            raise _Failure("invoke_failed", f"Invoke failed ({exc}){detail}")
+            raise _Failure("INVOKE_FAILED", f"Invoke failed ({exc}){detail}")
         return time.perf_counter_ns() - t0
 
     def invoke(self, inputs: list[np.ndarray]) -> dict:
@@ -184,22 +184,22 @@ def _classify_load_failure(exc: Exception, text: str) -> _Failure:
     low = text.lower()
     if "didn't find op" in low or "failed to get registration" in low or "unsupported" in low:
         hit = next((ln for ln in lines if "op" in ln.lower()), lines[0] if lines else str(exc))
-        return _Failure("op_unsupported", hit)
+        return _Failure("OP_UNSUPPORTED", hit)
     if "schema version" in low or "invalid" in low or "not a valid" in low:
-        return _Failure("model_invalid", lines[0] if lines else str(exc))
+        return _Failure("MODEL_INVALID", lines[0] if lines else str(exc))
     if "failed to prepare" in low and "failed to allocate" not in low:
         # a kernel's Prepare rejected the model (e.g. DEQUANTIZE of float16 weights, hybrid
         # dynamic-range ops): no arena size helps, so it must not read as "arena too small"
         node = next((ln for ln in lines if "failed to prepare" in ln.lower()), "")
         check = next((ln for ln in lines if "was not true" in ln.lower()), "")
         why = re.sub(r"^\S+:\d+\s+", "", check).removesuffix(" was not true.") if check else ""
-        return _Failure("op_unsupported", f"TFLM kernels reject this model's tensor types: {node}"
+        return _Failure("OP_UNSUPPORTED", f"TFLM kernels reject this model's tensor types: {node}"
                                           + (f" (check failed: {why})" if why else ""))
     if "failed to allocate" in low or "arena" in low or "allocate tensors" in str(exc).lower():
         hit = next((ln for ln in lines if "requested" in ln.lower() or "missing" in ln.lower()), None)
-        return _Failure("arena_too_small", f"tensor arena too small{': ' + hit if hit else ''}")
+        return _Failure("ARENA_TOO_SMALL", f"tensor arena too small{': ' + hit if hit else ''}")
     detail = f" ({lines[-1]})" if lines else ""
-    return _Failure("model_invalid", f"TFLM could not load the model: {exc}{detail}")
+    return _Failure("MODEL_INVALID", f"TFLM could not load the model: {exc}{detail}")
 
 
 def main() -> None:

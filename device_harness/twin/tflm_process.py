@@ -31,54 +31,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tinyfarm.errors import DeviceError, ModelError
-
-TFLITE_IDENTIFIER = b"TFL3"
-
-
-# -- errors ---------------------------------------------------------------------------------------
-class TflmError(Exception):
-    """Base of the errors this module raises; ``kind`` names the protocol error it maps to."""
-
-    kind = "internal"
-
-
-class ModelInvalid(TflmError, ModelError):
-    kind = "model_invalid"
-
-
-class OpUnsupported(TflmError, ModelError):
-    kind = "op_unsupported"
-
-
-class ArenaTooSmall(TflmError, ModelError):
-    kind = "arena_too_small"
-
-
-class InvokeFailed(TflmError, DeviceError):
-    kind = "invoke_failed"
-
-
-class BadArgument(TflmError, ModelError):
-    kind = "bad_argument"
-
-
-class NoModel(TflmError, DeviceError):
-    kind = "no_model"
-
-
-class DeviceFault(TflmError, DeviceError):
-    """The TFLM child died (e.g. SIGSEGV) or hung; it has been discarded and restarts on next use."""
-
-    kind = "device_fault"
-
-
-class TflmInternalError(TflmError, DeviceError):
-    kind = "internal"
-
-
-_BY_KIND = {c.kind: c for c in (ModelInvalid, OpUnsupported, ArenaTooSmall, InvokeFailed,
-                                BadArgument, NoModel, DeviceFault, TflmInternalError)}
+from device_harness.twin.tflm_errors import (
+    BY_NAME, ArenaTooSmall, BadArgument, DeviceFault, ModelInvalid, NoModel, TflmInternalError,
+)
+from tinyfarm.tflite_file import has_tflite_identifier
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -109,7 +65,7 @@ def check_tflite_bytes(model: bytes) -> None:
     """Cheap checks before the bytes reach C++: size and the ``TFL3`` file identifier."""
     if len(model) < 16:
         raise ModelInvalid(f"not a TFLite model: only {len(model)} bytes")
-    if model[4:8] != TFLITE_IDENTIFIER:
+    if not has_tflite_identifier(model):
         raise ModelInvalid("not a TFLite model (no 'TFL3' flatbuffer identifier)")
 
 
@@ -302,7 +258,7 @@ class TflmProcess:
         if reply[0] == "ok":
             return reply[1]
         _, kind, message = reply
-        raise _BY_KIND.get(kind, TflmInternalError)(message)
+        raise BY_NAME.get(kind, TflmInternalError)(message)
 
     def _recv(self, timeout: float, op: str) -> tuple:
         fd = self._proc.stdout.fileno()

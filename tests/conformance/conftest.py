@@ -25,25 +25,15 @@ BACKENDS = ["twin", "qemu", "renode", "board"]
 
 
 @pytest.fixture(scope="session")
-def qemu_firmware_elf():
-    from device_harness.backends.qemu import build_preset, toolchain_missing
-
-    reason = toolchain_missing()
-    if reason:
-        pytest.skip(reason)
-    return build_preset("qemu-mps2-an386")
+def qemu_firmware_elf(qemu_elf):
+    return qemu_elf
 
 
 @pytest.fixture(scope="session")
-def renode_firmware_elf():
-    from device_harness.backends.qemu import build_preset, toolchain_missing
-
+def renode_firmware_elf(request: pytest.FixtureRequest):
     if shutil.which("renode") is None:
         pytest.skip("renode not on PATH")
-    reason = toolchain_missing()
-    if reason:
-        pytest.skip(reason)
-    return build_preset("renode-stm32f4-discovery")
+    return request.getfixturevalue("stm32f4_elf")
 
 
 def _make_backend(name: str, request: pytest.FixtureRequest):

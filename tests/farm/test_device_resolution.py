@@ -1,4 +1,4 @@
-"""Farm names and labels in every --device (device_harness.devices' resolver hook)."""
+"""Farm names and labels in every --device (device_harness.device_registry' resolver hook)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from device_harness.devices import resolve_device
-from device_harness.farm.devices import FarmBackend
+from device_harness.device_registry import resolve_device
+from device_harness.farm.device_names import FarmBackend
 from device_harness.farm.inventory import load_farm
 from device_harness.farm.locks import DeviceBusy, DeviceLock, lock_dir
 from tinyfarm.errors import DeviceError
@@ -46,7 +46,7 @@ def test_farm_backend_holds_the_lock_and_busy_is_one_line(tmp_path):
             other._take_lock()
         # farm status names the holder without touching the device
         from click.testing import CliRunner
-        from device_harness.farm.cli import farm as farm_cli
+        from device_harness.farm.commands import farm as farm_cli
         res = CliRunner().invoke(farm_cli, ["status", "--farm", str(EXAMPLE), "--no-hello",
                                             "--json"])
         rows = {r["name"]: r for r in __import__("json").loads(res.output)}

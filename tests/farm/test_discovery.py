@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from serial.tools.list_ports_common import ListPortInfo
 
 from device_harness.backends.twin import TwinBackend
-from device_harness.farm.cli import farm as farm_cli
+from device_harness.farm.commands import farm as farm_cli
 from device_harness.farm.discovery import candidates, discover, farm_snippet
 from device_harness.farm.usb_ids import identify
 

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from device_harness.farm.connect import FarmDevice
 from device_harness.farm.inventory import load_farm, parse_farm
-from device_harness.farm.models import collect_models
-from device_harness.farm.runner import FarmRunner, RunOptions
+from device_harness.farm.model_refs import collect_models
+from device_harness.farm.scheduler import FarmRunner, RunOptions
 from device_harness.farm.store import ResultsStore
 from device_harness.farm.synthetic import write_standard_models
 from tinyfarm.cli import cli

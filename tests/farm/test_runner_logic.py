@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 import time
 from pathlib import Path
 
 
 from device_harness.farm.inventory import parse_farm
 from device_harness.farm.locks import DeviceLock, lock_dir
-from device_harness.farm.runner import FarmRunner, ModelRef, RunOptions
+from device_harness.farm.scheduler import FarmRunner, ModelRef, RunOptions
 from device_harness.farm.store import ResultsStore
 from tinyfarm.errors import DeviceError, ModelError
 
@@ -31,7 +32,7 @@ class ScriptedDevice:
             raise DeviceError("cannot open /dev/ttyACM9: no such device")
         if self.script.get((spec.name, "factory")) == "bug":
             raise ZeroDivisionError("a bug")
-        self.spec, self.info = spec, {"board": "scripted"}
+        self.spec, self.info = spec, SimpleNamespace(as_dict=lambda: {"board": "scripted"})
         self.attempts: dict[str, int] = {}
         self.aborted = threading.Event()
 

@@ -6,8 +6,8 @@ import sqlite3
 
 from click.testing import CliRunner
 
-from device_harness.farm.cli import farm as farm_cli
-from device_harness.farm.report import compare
+from device_harness.farm.commands import farm as farm_cli
+from device_harness.farm.html_report import compare
 from device_harness.farm.store import ResultsStore
 
 

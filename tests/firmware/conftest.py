@@ -21,13 +21,3 @@ def fuzz_binary() -> Path:
         proc = subprocess.run(cmd, cwd=FIRMWARE, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return FIRMWARE / "build" / "host-fuzz" / "tf_fuzz_frames"
-
-
-@pytest.fixture(scope="session")
-def qemu_elf() -> Path:
-    from device_harness.backends.qemu import build_preset, toolchain_missing
-
-    reason = toolchain_missing()
-    if reason:
-        pytest.skip(reason)
-    return build_preset("qemu-mps2-an386")

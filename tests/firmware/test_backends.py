@@ -10,8 +10,9 @@ import pytest
 
 from device_harness.backends.board import BoardBackend, pyocd_available
 from device_harness.backends.qemu import QemuBackend, qemu_command
+from device_harness.client import DeviceClient
 from device_harness.backends.renode import RenodeBackend, renode_command, renode_script
-from device_harness.devices import resolve_device
+from device_harness.device_registry import resolve_device
 from tinyfarm.errors import DeviceError
 
 
@@ -103,7 +104,7 @@ def test_qemu_boots_stops_cleanly_and_restarts_after_qemu_dies(qemu_elf):
         pytest.skip("qemu-system-arm not on PATH")
     backend = QemuBackend(qemu_elf)
     with backend:
-        with backend.client() as dev:
+        with DeviceClient.open(backend.url, baud=backend.baud) as dev:
             assert dev.hello().board == "qemu-mps2-an386"
         pid = backend._proc.pid
         os.kill(pid, 9)  # QEMU itself dies (crash): the next start() boots a fresh one
@@ -111,20 +112,10 @@ def test_qemu_boots_stops_cleanly_and_restarts_after_qemu_dies(qemu_elf):
         assert not backend.alive
         backend.start()
         assert backend.boots == 2 and backend._proc.pid != pid
-        with backend.client() as dev:
+        with DeviceClient.open(backend.url, baud=backend.baud) as dev:
             assert dev.hello().tflm_version == "none"
         proc = backend._proc
     assert proc.poll() is not None and backend.url is None  # stopped on exit
-
-
-@pytest.fixture(scope="session")
-def stm32f4_elf():
-    from device_harness.backends.qemu import build_preset, toolchain_missing
-
-    reason = toolchain_missing()
-    if reason:
-        pytest.skip(reason)
-    return build_preset("renode-stm32f4-discovery")
 
 
 @pytest.mark.emulator
@@ -137,7 +128,7 @@ def test_stm32f4_build_runs_on_qemu_netduinoplus2(stm32f4_elf):
     from device_harness.protocol import ErrorCode
 
     with QemuBackend(stm32f4_elf, machine="netduinoplus2", uart_index=1, icount_shift=None) as backend:
-        with backend.client() as dev:
+        with DeviceClient.open(backend.url, baud=backend.baud) as dev:
             info = dev.hello()
             assert info.board == "renode-stm32f4-discovery" and info.max_model_bytes == 98304
             assert info.tick_source == "systick"  # DWT reads 0 under QEMU: the firmware falls back

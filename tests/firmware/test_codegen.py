@@ -52,3 +52,23 @@ def test_inconsistent_spec_is_rejected():
     spec["messages"]["ECHO"]["request"] = [{"name": "x", "type": "u24"}]
     with pytest.raises(ValueError, match="unknown field type"):
         codegen.render_header(spec)
+
+
+def test_committed_error_classes_match_the_spec():
+    from device_harness.protocol import device_errors
+
+    assert codegen.ERRORS_PATH.read_text() == codegen.render_errors(codegen.load_spec()), (
+        "device_harness/protocol/device_errors.py is stale: run python -m device_harness.protocol.codegen")
+    for code in ErrorCode:
+        if code != ErrorCode.OK:
+            cls = device_errors.error_class(code)
+            assert cls.code == int(code) and cls.name == code.name
+            assert cls.retryable == codegen.load_spec()["errors"][code.name]["retryable"]
+    assert not device_errors.ArenaTooSmallError.retryable and device_errors.DeviceFaultError.retryable
+
+
+def test_an_error_without_a_retryable_flag_is_rejected():
+    spec = copy.deepcopy(codegen.load_spec())
+    del spec["errors"]["INTERNAL"]["retryable"]
+    with pytest.raises(ValueError, match="retryable"):
+        codegen.render_errors(spec)

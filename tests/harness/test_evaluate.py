@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from device_harness.boards import get_board
 from device_harness.client import DeviceClient
-from device_harness.measure import ReferenceInterpreter, evaluate_on_device, latency_stats, quantize
+from device_harness.measure import evaluate_on_device, latency_stats
+from tinyfarm.litert_reference import ReferenceInterpreter, quantize
 from device_harness.twin.server import TwinServer
 from tinyfarm.cli import cli
 

@@ -13,7 +13,7 @@ import pytest
 
 from device_harness.boards import get_board
 from device_harness.client import DeviceClient
-from device_harness.measure import ReferenceInterpreter
+from tinyfarm.litert_reference import ReferenceInterpreter
 from device_harness.twin.server import TwinServer
 from device_harness.twin.tflm_process import TflmProcess
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device_harness.twin.tflm_process import (
-    ArenaTooSmall, BadArgument, DeviceFault, ModelInvalid, NoModel, OpUnsupported, TflmProcess,
-    smallest_arena,
+from device_harness.twin.tflm_errors import (
+    ArenaTooSmall, BadArgument, DeviceFault, ModelInvalid, NoModel, OpUnsupported,
 )
+from device_harness.twin.tflm_process import TflmProcess, smallest_arena
 from tinyfarm.errors import TinyfarmError
 
 

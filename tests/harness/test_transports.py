@@ -7,7 +7,8 @@ import serial
 
 from device_harness.backends.base import Backend, UrlBackend
 from device_harness.backends.twin import TwinBackend
-from device_harness.devices import register_device, resolve_device
+from device_harness.device_registry import register_device, resolve_device
+from device_harness.session import DeviceSession
 from device_harness.transports import open_port
 from device_harness.transports.faulty import FaultyPort
 from device_harness.transports.paced import LinePacer
@@ -82,11 +83,10 @@ def test_resolve_device_variants_and_the_plugin_hook(tmp_path):
 
 
 def test_twin_backend_subprocess_restart():
-    with TwinBackend() as backend:
-        with backend.client() as dev:
-            assert dev.hello().board == "twin:stm32f4-discovery"
+    backend = TwinBackend()
+    with DeviceSession(backend) as session:
+        assert session.info.board == "twin:stm32f4-discovery"
         first = backend.pid
-        backend.restart()
+        session.restart()
         assert backend.pid != first
-        with backend.client() as dev:
-            assert dev.hello().tick_source == "host-ns"
+        assert session.info.tick_source == "host-ns"

@@ -8,9 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from device_harness import client as client_mod
+from device_harness.protocol import device_errors as client_mod
 from device_harness.boards import get_board
-from device_harness.client import DeviceClient, DeviceFaultError, DeviceTimeout
+from device_harness.client import DeviceClient
+from device_harness.protocol.device_errors import DeviceFaultError
+from tinyfarm.errors import DeviceTimeout
 from device_harness.protocol import ErrorCode, MsgType, encode_frame, pack_request
 from device_harness.transports.faulty import FaultyPort
 from device_harness.twin.server import TwinServer
@@ -56,7 +58,7 @@ def test_bench_splits_runs_over_several_calls(twin, hello_int8):
         small.upload(hello_int8)
         small.set_inputs([np.zeros((1, 1), np.int8)])
         ticks = small.bench(warmup=0, runs=130)  # (256 - 4) / 4 = 63 per BENCH
-        assert len(ticks) == 130 and small.stats.frames_sent > 3
+        assert len(ticks) == 130 and small.link.stats.frames_sent > 3
 
 
 def test_device_errors_carry_codes(dev, micro_speech, hello_int8, unsupported_op_model):
@@ -95,11 +97,11 @@ def test_a_retransmitted_request_is_answered_from_the_cache(dev, hello_int8):
     frame = encode_frame(MsgType.INVOKE, 0x4242, b"")
     answers = []
     for _ in range(2):
-        dev.port.write(frame)
-        answers.append(dev._next_event(time.monotonic() + 2))
+        dev.link.port.write(frame)
+        answers.append(dev.link.next_event(time.monotonic() + 2))
     assert answers[0] == answers[1]  # identical ticks: executed once
-    dev.port.write(encode_frame(MsgType.INVOKE, 0x4243, b""))
-    third = dev._next_event(time.monotonic() + 2)
+    dev.link.port.write(encode_frame(MsgType.INVOKE, 0x4243, b""))
+    third = dev.link.next_event(time.monotonic() + 2)
     assert third.seq == 0x4243 and third.payload != answers[0].payload  # a new seq runs again
 
 
@@ -124,14 +126,14 @@ def test_lstm_segfault_is_a_device_fault_and_the_next_command_succeeds(lstm_mode
 def test_upload_and_invoke_survive_a_noisy_line(twin, micro_speech, faults):
     """1% of bytes corrupted (or dropped/duplicated) both ways: the upload completes and verifies."""
     with DeviceClient.open(twin.url) as clean:
-        inner = clean.port
+        inner = clean.link.port
         noisy = FaultyPort(inner, seed=3, **faults)
         dev = DeviceClient(noisy, response_ms=200)
         dev.hello()
         result = dev.upload(micro_speech)
         assert result.verified and result.loaded
         assert noisy.counts["corrupted"] + noisy.counts["dropped"] + noisy.counts["duplicated"] > 10
-        assert dev.chunk < dev._max_chunk()  # it adapted
+        assert dev.link.chunk < dev.link.max_chunk()  # it adapted
         x = np.arange(1960).astype(np.int8).reshape(1, 1960)
         noisy_out, _ = dev.invoke([x])
         noisy.corrupt = noisy.drop = noisy.dup = 0.0
@@ -141,13 +143,13 @@ def test_upload_and_invoke_survive_a_noisy_line(twin, micro_speech, faults):
 
 def test_a_device_reset_mid_upload_restarts_the_upload(twin, micro_speech):
     with DeviceClient.open(twin.url) as clean:
-        noisy = FaultyPort(clean.port, reset_after=9000, on_reset=lambda: twin.device._reset_state())
+        noisy = FaultyPort(clean.link.port, reset_after=9000, on_reset=lambda: twin.device._reset_state())
         dev = DeviceClient(noisy, response_ms=300, chunk=1024)
         dev.hello()
         result = dev.upload(micro_speech)  # the device forgot the upload: BAD_STATE -> start over
         assert result.verified and result.loaded
-        assert noisy.counts["resets"] == 1 and dev.stats.extra["upload_restarts"] == 1
-        assert "BAD_STATE" in dev.stats.extra["last_restart_reason"]
+        assert noisy.counts["resets"] == 1 and dev.link.stats.extra["upload_restarts"] == 1
+        assert "BAD_STATE" in dev.link.stats.extra["last_restart_reason"]
         noisy.reset_after, noisy.written = 1000, 0
         dev.upload_restarts = 0
         with pytest.raises(client_mod.BadStateError):  # without restarts: one clear error

@@ -17,7 +17,7 @@ def small_digits():
 def trained_tiny(small_digits):
     """A tiny 2-D CNN trained for a few epochs (shared by the stage tests; do not mutate)."""
     from pipeline.keras_env import set_seed
-    from pipeline.models import build_cnn
+    from pipeline.keras_models import build_cnn
     from pipeline.train import fit_classifier
 
     set_seed(0)

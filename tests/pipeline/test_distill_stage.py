@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline.config import parse_config
-from pipeline.runner import run_pipeline
+from pipeline.stages import run_pipeline
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import parse_config
-from pipeline.runner import run_pipeline
+from pipeline.stages import run_pipeline
 
 TINY = {
     "baseline": {"width": 4, "depth": 2, "dense_units": 8, "epochs": 2},

@@ -9,9 +9,9 @@ import pytest
 
 from pipeline.evaluate import evaluate_tflite, run_reference
 from pipeline.export import convert, representative_samples, write_c_array
-from pipeline.flatbuffer import inspect_tflite
+from tinyfarm.tflite_file import inspect_tflite
 from pipeline.keras_env import keras, set_seed
-from pipeline.models import build_cnn
+from pipeline.keras_models import build_cnn
 from pipeline.prune import kernel_sparsity, prune_model, pruning_schedule
 
 
@@ -173,7 +173,7 @@ def test_third_party_model_on_tflm(shared_models):
 
 def test_without_softmax_cuts_the_softmax_even_on_shared_and_qat_layers():
     from pipeline.keras_env import tfmot
-    from pipeline.models import ends_in_softmax, without_softmax
+    from pipeline.keras_models import ends_in_softmax, without_softmax
     from pipeline.quantize import make_qat_model
 
     model = build_cnn((8, 8, 1), 10, width=4, depth=1)

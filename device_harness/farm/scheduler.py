@@ -31,11 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from device_harness.protocol import ErrorCode
-from tinyfarm.errors import ConfigError, DeviceError, ModelError, TinyfarmError
+from tinyfarm.errors import ConfigError, DeviceError, TinyfarmError, is_retryable
 
 from .inventory import DeviceSpec, Farm
-from .locks import DeviceBusy, DeviceLock, lock_dir
+from .locks import DeviceBusy, DeviceLock, lock_dir, lock_first_free
 from .store import ResultsStore
 
 
@@ -85,7 +84,7 @@ class FarmDeviceLike(Protocol):
     """What the runner needs of a brought-up device (see :mod:`.connect` for the real one)."""
 
     spec: DeviceSpec
-    info: dict[str, Any]
+    info: Any  # HELLO's fields (``as_dict()``)
 
     def open(self) -> None: ...
     def close(self) -> None: ...
@@ -94,35 +93,11 @@ class FarmDeviceLike(Protocol):
     def measure(self, model: ModelRef, options: RunOptions) -> dict[str, Any]: ...
 
 
-# Protocol error codes that are the model's (or the firmware's) answer, not a glitch: a retry
-# would get the same answer. See device_harness/protocol/spec.yaml.
-PERMANENT_ERROR_CODES = frozenset(int(c) for c in (
-    ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.MODEL_TOO_LARGE, ErrorCode.NO_ENGINE,
-    ErrorCode.MODEL_INVALID, ErrorCode.OP_UNSUPPORTED, ErrorCode.ARENA_TOO_SMALL,
-    ErrorCode.BAD_ARGUMENT, ErrorCode.INVOKE_FAILED))
-
-
 class JobTimeout(DeviceError):
-    pass
+    """The watchdog took the job back from a device that stopped answering."""
 
 
 EventCallback = Callable[[str, str, dict[str, Any]], None]  # (device, event, details)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth a device restart and a retry: the link or the device failed, not the model."""
-    if isinstance(exc, JobTimeout):
-        return True
-    if isinstance(exc, ModelError):
-        return False
-    # Protocol/serial errors and device faults. A DeviceError that is the model's fault carries a
-    # ``transient = False`` attribute set by the connect layer.
-    if isinstance(exc, DeviceError):
-        if hasattr(exc, "transient"):
-            return bool(exc.transient)
-        return getattr(exc, "code", None) not in PERMANENT_ERROR_CODES
-    return isinstance(exc, (OSError, TimeoutError, EOFError, ConnectionError)) or \
-        type(exc).__name__ in {"SerialException", "SerialTimeoutException", "ProtocolError"}
 
 
 def one_line(exc: BaseException) -> str:
@@ -227,13 +202,12 @@ class FarmRunner:
     def _device_worker(self, spec: DeviceSpec) -> None:
         device_id = self.store.device_id(spec.name, spec.backend, spec.board,
                                          self.farm.lock_key(spec), spec.labels)
-        lock = DeviceLock(self.farm.lock_key(spec), spec.name, self._locks_dir, self.command)
+        holder = DeviceLock(self.farm.lock_key(spec), spec.name, self._locks_dir).probe()
+        if holder is not None:
+            self.on_event(spec.name, "waiting", {"holder": holder.describe()})
         try:
-            holder = lock.probe()
-            if holder is not None:
-                self.on_event(spec.name, "waiting", {"holder": holder.describe()})
-            timeout = 0 if self.options.busy == "skip" else self.options.lock_timeout_s
-            lock.acquire(timeout=timeout)
+            wait = 0 if self.options.busy == "skip" else self.options.lock_timeout_s
+            _, lock = lock_first_free(self.farm, [spec], wait_s=wait, command=self.command)
         except DeviceBusy as exc:
             self.on_event(spec.name, "skipped", {"reason": str(exc)})
             self._fail_all(spec, device_id, self.models, f"skipped: {exc}")
@@ -261,7 +235,7 @@ class FarmRunner:
             if device is not None:
                 device.close()
             return
-        self.on_event(spec.name, "ready", {"info": device.info})
+        self.on_event(spec.name, "ready", {"info": device.info.as_dict()})
         try:
             for i, model in enumerate(self.models):
                 result, lost = self._run_job(device, spec, device_id, model)
@@ -280,7 +254,7 @@ class FarmRunner:
                 return
             except Exception as exc:  # noqa: BLE001
                 last = exc
-                if not is_transient(exc):
+                if not is_retryable(exc):
                     break
                 device.close()
         assert last is not None
@@ -318,7 +292,7 @@ class FarmRunner:
                     exc = JobTimeout(f"timed out after {self.options.job_timeout_s:g} s")
                 reason = describe_failure(exc)
                 reasons.append(reason)
-                transient = is_transient(exc)
+                transient = is_retryable(exc)
                 if not transient or attempts > self.options.retries:
                     why = reason if len(set(reasons)) == 1 else "; ".join(reasons)
                     if transient:

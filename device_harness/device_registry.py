@@ -8,7 +8,7 @@ Built in:
 
 Extension hook — other packages plug in without editing this file:
 
-    from device_harness.devices import register_device
+    from device_harness.device_registry import register_device
 
     @register_device("qemu")                       # matches "qemu" and "qemu:<arg>"
     def _qemu(arg: str | None, **options) -> Backend:
@@ -44,7 +44,7 @@ PLUGIN_MODULES: list[str] = [
     "device_harness.backends.qemu",
     "device_harness.backends.renode",
     "device_harness.backends.board",
-    "device_harness.farm.devices",
+    "device_harness.farm.device_names",
 ]
 
 

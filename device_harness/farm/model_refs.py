@@ -11,10 +11,9 @@ from typing import Iterable
 
 from tinyfarm.errors import ConfigError, ModelError
 from tinyfarm.provenance import sha256_file
+from tinyfarm.tflite_file import has_tflite_identifier
 
-from .runner import ModelRef
-
-TFLITE_IDENTIFIER = b"TFL3"
+from .scheduler import ModelRef
 
 
 def collect_models(specs: Iterable[str]) -> tuple[list[ModelRef], list[str]]:
@@ -41,7 +40,7 @@ def collect_models(specs: Iterable[str]) -> tuple[list[ModelRef], list[str]]:
     by_hash: dict[str, ModelRef] = {}
     for path in paths:
         head = path.read_bytes()[:8]
-        if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
+        if not has_tflite_identifier(head):
             raise ModelError(f"{path} is not a .tflite model (no TFL3 identifier)")
         digest = sha256_file(path)
         if digest in by_hash:

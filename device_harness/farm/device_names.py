@@ -1,4 +1,7 @@
-"""Farm device names in every ``--device``: a resolver for :mod:`device_harness.devices`.
+"""Farm entries as backends, and farm device names in every ``--device``.
+
+:func:`backend_for` turns a farm entry into the harness backend it describes. A resolver for
+:mod:`device_harness.device_registry` makes the names usable anywhere:
 
 ``tinyfarm bench model.tflite --farm farm.yaml --device twin-b`` (or ``TINYFARM_FARM=farm.yaml``)
 resolves ``twin-b`` to that entry's backend; a label (``--device ci``) takes the first free
@@ -11,16 +14,45 @@ instead; default 0).
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
-from tinyfarm.errors import DeviceError
-
 from device_harness.backends.base import Backend
-from device_harness.devices import register_resolver
+from device_harness.boards import board_names, get_board
+from device_harness.device_registry import known_devices, register_resolver, resolve_device
+from tinyfarm.errors import ConfigError, DeviceError
 
 from .inventory import DeviceSpec, Farm, load_farm
-from .locks import DeviceBusy, DeviceLock, lock_dir
+from .locks import DeviceLock, lock_first_free
+
+
+def backend_for(farm: Farm, spec: DeviceSpec):
+    """The unstarted harness Backend for a farm entry."""
+    board = spec.board
+    known_board = board if board in board_names() else None  # a board without a profile is fine
+    if spec.connection is not None:  # attached: a board on a port, or an emulator already running
+        conn = spec.connection
+        if "://" not in conn.url and not os.path.exists(conn.url):
+            raise DeviceError(f"cannot open {conn.url}: no such device")
+        if spec.backend == "board":
+            from device_harness.backends.board import BoardBackend
+            baud = conn.baud or (get_board(known_board).baud if known_board else 115200)
+            return BoardBackend(conn.url, baud=baud, board=known_board, target=conn.target,
+                                probe=conn.probe)
+        backend = resolve_device(conn.url, baud=conn.baud)
+        if known_board:
+            backend.profile = get_board(known_board)
+        return backend
+    launch = spec.launch
+    if spec.backend == "twin":
+        kwargs: dict[str, Any] = {"board": board}
+        if launch is not None:
+            kwargs.update(arena_bytes=launch.arena_bytes, baud=launch.pace_baud,
+                          pace=launch.pace_baud is not None, tcp=launch.transport == "tcp")
+        return resolve_device("twin", **kwargs)
+    if spec.backend in ("qemu", "renode"):
+        elf = farm.resolve_path(launch.elf) if launch is not None and launch.elf else None
+        return resolve_device(f"{spec.backend}:{elf}" if elf else spec.backend, board=board)
+    raise ConfigError(f"device {spec.name}: backend {spec.backend!r} needs connection.url")
 
 
 class FarmBackend(Backend):
@@ -35,27 +67,10 @@ class FarmBackend(Backend):
         self.lock: DeviceLock | None = None
 
     def _take_lock(self) -> None:
-        directory = lock_dir(self.farm.spec.lock_dir)
-        deadline = time.monotonic() + self.wait_s
-        while True:
-            busy = []
-            for spec in self.candidates:
-                lock = DeviceLock(self.farm.lock_key(spec), spec.name, directory)
-                try:
-                    lock.acquire(timeout=0)
-                except DeviceBusy as exc:
-                    busy.append(str(exc))
-                    continue
-                self.lock, self.spec = lock, spec
-                self.name = f"farm:{spec.name}"
-                return
-            if time.monotonic() >= deadline:
-                raise DeviceBusy(busy[0] if len(busy) == 1 else
-                                 f"every device matching is in use: {'; '.join(busy)}")
-            time.sleep(0.1)
+        self.spec, self.lock = lock_first_free(self.farm, self.candidates, wait_s=self.wait_s)
+        self.name = f"farm:{self.spec.name}"
 
     def start(self) -> str:
-        from .connect import backend_for
         if self.lock is None:
             self._take_lock()
         try:
@@ -84,6 +99,10 @@ class FarmBackend(Backend):
         self.url = self.inner.restart()
         return self.url
 
+    @property
+    def pid(self) -> int | None:
+        return self.inner.pid if self.inner is not None else None
+
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d.update(farm=str(self.farm.path), device=self.spec.name, backend=self.spec.backend)
@@ -99,7 +118,6 @@ def resolve_farm_device(spec: str, **options: Any) -> Backend | None:
     farm = load_farm(path)
     matches = farm.match(spec)
     if not matches:
-        from device_harness.devices import known_devices
         builtin = spec.partition(":")[0].lower() in known_devices()
         if options.get("farm") and not builtin:  # the user pointed at this farm: say what it has
             known = ", ".join(d.name for d in farm.devices)

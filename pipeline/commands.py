@@ -33,7 +33,7 @@ def run(config: Path | None, out_dir: Path, force: bool, seed: int | None) -> No
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} exists and is not a folder")
     from pipeline.progress import console
-    from pipeline.runner import run_pipeline
+    from pipeline.stages import run_pipeline
 
     run_pipeline(cfg, out_dir, force=force)
     report = json.loads((out_dir / "report.json").read_text())

@@ -1,18 +1,17 @@
 """Device commands: ``tinyfarm twin | info | deploy | invoke | bench | evaluate``.
 
 Every command that talks to a device takes ``--device`` (``twin``, ``twin:BOARD``, a pyserial URL,
-a device path, or a name a plugin registered — see :mod:`device_harness.devices`) and ``--json``
+a device path, or a name a plugin registered — see :mod:`device_harness.device_registry`) and ``--json``
 (one JSON object on stdout, for machines). User-fixable failures raise TinyfarmError subclasses, which
 the ``tinyfarm`` entry point prints as one ``error: ...`` line with a non-zero exit.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
@@ -40,23 +39,16 @@ def device_options(fn):
     return fn
 
 
-@contextlib.contextmanager
-def connected(device: str, board: str | None, arena_bytes: int | None, pace: bool,
-              baud: int | None, farm: str | None = None) -> Iterator[Any]:
-    """Start the backend for ``--device``, open a client, HELLO; stop everything on the way out."""
-    from device_harness.client import DeviceClient  # noqa: PLC0415
-    from device_harness.devices import resolve_device  # noqa: PLC0415
+def session_for(device: str, board: str | None, arena_bytes: int | None, pace: bool,
+                baud: int | None, farm: str | None = None):
+    """The :class:`~device_harness.session.DeviceSession` for the ``--device`` options (unopened)."""
+    from device_harness.session import DeviceSession  # noqa: PLC0415
 
-    backend = resolve_device(device, board=board, arena_bytes=arena_bytes, pace=pace, baud=baud,
-                             farm=farm)
-    try:
-        url = backend.start()
-        with DeviceClient.open(url, baud=backend.baud or baud) as dev:
-            dev.backend = backend
-            dev.hello()
-            yield dev
-    finally:
-        backend.stop()
+    session = DeviceSession.for_device(device, board=board, arena_bytes=arena_bytes, pace=pace,
+                                       baud=baud, farm=farm)
+    if session.backend.baud is None and baud:  # a URL at a known line rate: scale the timeouts
+        session.backend.baud = baud
+    return session
 
 
 def _emit(as_json: bool, data: dict[str, Any], text: str | None = None) -> None:
@@ -93,14 +85,14 @@ def _progress(enabled: bool, description: str, total: int):
     return progress, lambda done, _total: progress.update(task, completed=done)
 
 
-def _upload(dev: Any, model: bytes, name: str, show: bool):
+def _upload(session: Any, model: bytes, name: str, show: bool):
     progress, update = _progress(show, f"upload {name}", len(model))
     with progress:
-        return dev.upload(model, progress=update)
+        return session.upload(model, progress=update)
 
 
 def _load_model(path: str) -> bytes:
-    from device_harness.modelfile import read_model  # noqa: PLC0415
+    from tinyfarm.tflite_file import read_model  # noqa: PLC0415
 
     return read_model(path)
 
@@ -142,8 +134,8 @@ def twin(board, arena_bytes, tcp, port, pace, baud, as_json) -> None:
 @device_options
 def info(device, board, arena_bytes, pace, baud, farm, as_json) -> None:
     """Show a device's HELLO/INFO fields."""
-    with connected(device, board, arena_bytes, pace, baud, farm) as dev:
-        d = dev.info.as_dict()
+    with session_for(device, board, arena_bytes, pace, baud, farm) as session:
+        d = session.info.as_dict()
         d["device"] = device
     if as_json:
         _emit(True, d)
@@ -166,11 +158,11 @@ def info(device, board, arena_bytes, pace, baud, farm, as_json) -> None:
 def deploy(model, device, board, arena_bytes, pace, baud, farm, as_json) -> None:
     """Upload MODEL to a device and verify it there (SHA-256); print size, time, throughput."""
     data = _load_model(model)
-    with connected(device, board, arena_bytes, pace, baud, farm) as dev:
-        r = _upload(dev, data, Path(model).name, not as_json)
-        line_baud = dev.baud
-        arena = dev.arena() if r.loaded else (0, dev.info.arena_bytes)
-        board_name = dev.info.board
+    with session_for(device, board, arena_bytes, pace, baud, farm) as session:
+        r = _upload(session, data, Path(model).name, not as_json)
+        line_baud = session.client.link.baud
+        arena = session.arena() if r.loaded else (0, session.info.arena_bytes)
+        board_name = session.info.board
     out = {"model": str(model), "device": device, "board": board_name, "bytes": r.size,
            "seconds": round(r.seconds, 4), "bytes_per_second": round(r.bytes_per_second, 1),
            "verified": r.verified, "loaded": r.loaded, "arena_used": arena[0], "arena_capacity": arena[1],
@@ -203,12 +195,10 @@ def invoke(model, inputs, output_dir, device, board, arena_bytes, pace, baud, fa
             arrays.append(np.load(path, allow_pickle=False))
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: not a readable .npy file ({str(exc).splitlines()[0]})") from None
-    with connected(device, board, arena_bytes, pace, baud, farm) as dev:
-        r = _upload(dev, data, Path(model).name, not as_json)
-        if not r.loaded:
-            raise DeviceError(f"{dev.info.board} verified the model but has no engine to run it")
-        outputs, ticks = dev.invoke(arrays)
-        tick_hz = dev.info.tick_hz
+    with session_for(device, board, arena_bytes, pace, baud, farm) as session:
+        session.require_engine(_upload(session, data, Path(model).name, not as_json))
+        outputs, ticks = session.invoke(arrays)
+        tick_hz = session.info.tick_hz
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
@@ -235,19 +225,14 @@ def bench(model, runs, warmup, inputs, device, board, arena_bytes, pace, baud, f
     """On-device latency of MODEL over N runs after W warm-ups (median, p90, min, max)."""
     import numpy as np  # noqa: PLC0415
 
-    from device_harness.measure import latency_stats  # noqa: PLC0415
-
     data = _load_model(model)
     arrays = [np.load(p, allow_pickle=False) for p in inputs] if inputs else None
-    with connected(device, board, arena_bytes, pace, baud, farm) as dev:
-        r = _upload(dev, data, Path(model).name, not as_json)
-        if not r.loaded:
-            raise DeviceError(f"{dev.info.board} verified the model but has no engine to run it")
+    with session_for(device, board, arena_bytes, pace, baud, farm) as session:
+        session.require_engine(_upload(session, data, Path(model).name, not as_json))
         if arrays is None:
-            arrays = [np.zeros(t.dims, t.numpy_dtype) for t in dev.inputs]
-        ticks = dev.bench(warmup=warmup, runs=runs, inputs=arrays)
-        info_ = dev.info
-    stats = latency_stats(ticks, info_.tick_hz)
+            arrays = [np.zeros(t.dims, t.numpy_dtype) for t in session.client.inputs]
+        stats = session.bench(warmup=warmup, runs=runs, inputs=arrays)
+        info_ = session.info
     out = {"model": str(model), "device": device, "board": info_.board, "tick_source": info_.tick_source,
            "warmup": warmup, **stats.as_dict()}
     if as_json:
@@ -278,8 +263,6 @@ def bench(model, runs, warmup, inputs, device, board, arena_bytes, pace, baud, f
 @device_options
 def evaluate(model, dataset, limit, reference, device, board, arena_bytes, pace, baud, farm, as_json) -> None:
     """On-device accuracy of MODEL on a data set's test split, and outputs identical to LiteRT's."""
-    from device_harness.measure import evaluate_on_device  # noqa: PLC0415
-
     try:
         from tinyfarm_datasets import load_dataset  # noqa: PLC0415
     except ImportError as exc:
@@ -289,15 +272,13 @@ def evaluate(model, dataset, limit, reference, device, board, arena_bytes, pace,
     x, y = splits.x_test, splits.y_test
     if limit:
         x, y = x[:limit], y[:limit]
-    with connected(device, board, arena_bytes, pace, baud, farm) as dev:
-        r = _upload(dev, data, Path(model).name, not as_json)
-        if not r.loaded:
-            raise DeviceError(f"{dev.info.board} verified the model but has no engine to run it")
-        progress, update = _progress(not as_json, f"evaluate on {dev.info.board}", len(x))
+    with session_for(device, board, arena_bytes, pace, baud, farm) as session:
+        session.require_engine(_upload(session, data, Path(model).name, not as_json))
+        progress, update = _progress(not as_json, f"evaluate on {session.info.board}", len(x))
         with progress:
-            result = evaluate_on_device(dev, data, x, y, dataset=splits.name, reference=reference,
-                                        progress=update)
-        board_name = dev.info.board
+            result = session.evaluate(data, x, y, dataset=splits.name, reference=reference,
+                                      progress=update)
+        board_name = session.info.board
     out = {"model": str(model), "device": device, "board": board_name, **result.as_dict()}
     lat = result.latency
     text = (f"{Path(model).name} on {board_name}, {splits.name} test split ({result.samples} samples): "
@@ -308,4 +289,4 @@ def evaluate(model, dataset, limit, reference, device, board, arena_bytes, pace,
     _emit(as_json, out, text)
 
 
-__all__ = ["twin", "info", "deploy", "invoke", "bench", "evaluate", "connected", "device_options"]
+__all__ = ["twin", "info", "deploy", "invoke", "bench", "evaluate", "session_for", "device_options"]

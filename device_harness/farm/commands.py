@@ -124,7 +124,7 @@ def status(farm_path: Path, labels: tuple[str, ...], timeout: float, no_hello: b
                                detail=f"{info.get('board')} fw {info.get('firmware_version')} "
                                       f"TFLM {info.get('tflm_version')}")
                 except Exception as exc:  # noqa: BLE001 - reported per device
-                    from .runner import one_line
+                    from .scheduler import one_line
                     row.update(state="no answer", detail=one_line(exc))
                 finally:
                     lock.release()
@@ -232,9 +232,9 @@ def run(farm_path: Path, model_specs: tuple[str, ...], labels: tuple[str, ...],
     `error:` line when no device could be used at all.
     """
     from .connect import FarmDevice
-    from .models import collect_models
-    from .progress import LiveProgress
-    from .runner import FarmRunner, RunOptions
+    from .model_refs import collect_models
+    from .live_status import LiveProgress
+    from .scheduler import FarmRunner, RunOptions
 
     the_farm = load_farm(farm_path)
     devices = the_farm.select(names=list(device_names), labels=_labels(labels))
@@ -322,7 +322,7 @@ def _print_results(store: ResultsStore, run_id: int) -> None:
 def report(db_path: Path, run_ref: str | None, baseline: str | None, latency_tol: float,
            accuracy_tol: float, out: Path, fail_on_regression: bool) -> None:
     """HTML report of a run (plots embedded) and its regression verdict against a baseline."""
-    from .report import compare, resolve_run, write_report
+    from .html_report import compare, resolve_run, write_report
 
     if not db_path.exists():
         raise ConfigError(f"results database not found: {db_path}")

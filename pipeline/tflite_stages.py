@@ -1,0 +1,125 @@
+"""The ``.tflite`` stages: ``export``, ``evaluate``, ``tflm`` — thin wiring from
+:mod:`pipeline.export`, :mod:`pipeline.evaluate` and :mod:`pipeline.tflm_check` (usable alone) to
+files in the run folder.
+
+``export`` converts the trained models it gets as artifacts (``ctx.artifact(stage, "model")``)
+and publishes the deployable model; ``evaluate`` publishes, per variant, the exact input tensors
+and raw reference outputs as the artifact ``"reference:<variant>"``, which ``tflm`` compares with.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+
+from pipeline.run_context import StageContext
+from pipeline.training_stages import load_stage_model
+
+logger = logging.getLogger(__name__)
+
+DEPLOYABLE = "model_int8.tflite"
+
+
+def reference_artifact(variant: str) -> str:
+    """Name of the evaluate stage's artifact holding ``variant``'s reference inputs and outputs."""
+    return f"reference:{variant}"
+
+
+def run_export(ctx: StageContext) -> dict:
+    """Stage 4: PTQ/float variants of the float models, then the deployable int8 model + C array."""
+    from pipeline.export import convert, representative_samples, write_c_array
+    from pipeline.progress import task
+
+    cfg, data = ctx.section, ctx.data()
+    rep = representative_samples(data.x_train, cfg.representative_samples, ctx.seed)
+    jobs = [("baseline", "baseline", k) for k in cfg.baseline_kinds]
+    if ctx.result("prune") is not None:
+        jobs += [("prune", "pruned", k) for k in cfg.pruned_kinds]
+    variants = []
+    models: dict = {}
+    (ctx.out_dir / "variants").mkdir(parents=True, exist_ok=True)
+    with task("converting", total=len(jobs)) as progress:
+        for stage, prefix, kind in jobs:
+            if stage not in models:
+                models[stage] = load_stage_model(ctx, stage)
+            name = f"{prefix}_{kind}"
+            path = ctx.path(f"variants/{name}.tflite")
+            path.write_bytes(convert(models[stage], kind, rep if kind in ("int8", "int16x8") else None,
+                                     strip=cfg.strip_strings, drop_softmax=cfg.drop_softmax))
+            ctx.output(path)
+            logger.debug("export: wrote %s", path)
+            method = "ptq" if kind != "float32" else "none"
+            variants.append({"name": name, "kind": kind, "path": ctx.rel(path), "source": stage,
+                             "method": method})
+            progress.tick(note=name)
+    # The deployable model: QAT int8 if there is one, else the pruned int8, else the baseline int8.
+    candidates = [v for v in ctx.variants() + variants if v["kind"] == "int8"]
+    preference = {"pqat": 0, "qat": 1}
+    candidates.sort(key=lambda v: (preference.get(v["method"], 2), 0 if v["source"] == "prune" else 1))
+    summary: dict = {"variants": variants}
+    if candidates:
+        best = candidates[0]
+        logger.info("export: deployable model = %s (%s, from %s)", best["name"], best["method"], best["source"])
+        deploy_path = ctx.output(ctx.path(DEPLOYABLE), name="deployable")
+        shutil.copyfile(ctx.path(best["path"]), deploy_path)
+        deployable = {"path": DEPLOYABLE, "copy_of": best["name"], "kind": "int8",
+                      "source": best["source"], "method": best["method"]}
+        summary["deployable"] = deployable
+        if cfg.c_array:
+            cc, h = write_c_array(deploy_path.read_bytes(), ctx.path("model_int8.cc"), symbol="g_model")
+            ctx.output(cc, name="c_source")
+            ctx.output(h, name="c_header")
+            summary["c_source"] = {"source": ctx.rel(cc), "header": ctx.rel(h), "symbol": "g_model"}
+    return summary
+
+
+def run_evaluate(ctx: StageContext) -> dict:
+    """Stage 5: every variant on the test split with LiteRT reference kernels."""
+    from pipeline.evaluate import evaluate_tflite
+    from pipeline.progress import task
+
+    cfg, data = ctx.section, ctx.data()
+    n = cfg.max_test_samples or len(data.x_test)
+    x, y = data.x_test[:n], data.y_test[:n]
+    variants = ctx.variants()
+    results = {}
+    ref_dir = ctx.stage_dir / "reference"
+    ref_dir.mkdir(exist_ok=True)
+    with task("evaluating (LiteRT reference kernels)", total=len(variants) * len(x)) as progress:
+        for v in variants:
+            metrics, xq, raw = evaluate_tflite(ctx.path(v["path"]).read_bytes(), x, y,
+                                               progress=lambda k: progress.tick(k, note=v["name"]))
+            results[v["name"]] = metrics.as_dict()
+            path = ref_dir / f"{v['name']}.npz"
+            np.savez(path, inputs=xq, outputs=raw, labels=y)
+            ctx.output(path, name=reference_artifact(v["name"]))
+            logger.debug("evaluate: %s accuracy %.4f, wrote %s", v["name"], metrics.accuracy, path)
+    return {"test_samples": int(n), "results": results}
+
+
+def run_tflm(ctx: StageContext) -> dict:
+    """Stage 6: the real TFLM runtime (child process): ops, smallest arena, identical outputs."""
+    from pipeline.tflm_check import check_model
+
+    cfg = ctx.section
+    variants = {v["name"]: v for v in ctx.variants()}
+    deployable = ctx.deployable()
+    if cfg.variants == "deployable":
+        names = [deployable["copy_of"]] if deployable else []
+    elif cfg.variants == "int8":
+        names = [n for n, v in variants.items() if v["kind"] == "int8"]
+    else:
+        names = list(variants)
+    checks = {}
+    for name in names:
+        ref = np.load(ctx.artifact("evaluate", reference_artifact(name)))
+        n = cfg.max_samples or len(ref["inputs"])
+        checks[name] = check_model(ctx.path(variants[name]["path"]).read_bytes(), ref["inputs"][:n],
+                                   ref["outputs"][:n], max_arena_bytes=cfg.max_arena_bytes,
+                                   label=name).as_dict()
+    out = {"checks": checks}
+    if deployable and deployable["copy_of"] in checks:
+        out["deployable_check"] = checks[deployable["copy_of"]]
+    return out
