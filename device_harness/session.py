@@ -1,7 +1,7 @@
 """DeviceSession: the one way from a ``--device`` value to a device ready for work.
 
 What labgrid calls a strategy: bring the backend up (start a twin or an emulator, or attach to a
-port), open the link on the URL it hands back, say HELLO; upload when needed; invoke, bench,
+port), open the link on the URL it hands back, say HELLO; upload (verified); invoke, bench,
 evaluate; restart after a fault; release everything on the way out, however the caller leaves.
 
     with DeviceSession.for_device("twin", board="nano33-ble-sense") as session:
@@ -14,7 +14,6 @@ session per farm device), ``regress`` and the pytest ``dut``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import signal
@@ -52,7 +51,6 @@ class DeviceSession:
         self.exclusive = exclusive
         self.client_options = client_options
         self.client: DeviceClient | None = None
-        self.loaded_sha256: str | None = None  # the model this session last loaded on the device
         self._client_lock = threading.Lock()
 
     @classmethod
@@ -94,7 +92,6 @@ class DeviceSession:
                  info.tflm_version)
         with self._client_lock:
             self.client = client
-        self.loaded_sha256 = None
 
     def _drop_client(self) -> None:
         with self._client_lock:
@@ -154,21 +151,10 @@ class DeviceSession:
     # ---- work ------------------------------------------------------------------------------------
     def upload(self, model: bytes, progress: Callable[[int, int], None] | None = None) -> UploadResult:
         """Upload ``model`` (verified on the device by SHA-256) and fetch its tensor layout."""
-        client = self._need_client()
-        self.loaded_sha256 = None
-        result = client.upload(model, progress=progress)
-        if result.loaded:
-            self.loaded_sha256 = hashlib.sha256(model).hexdigest()
+        result = self._need_client().upload(model, progress=progress)
         log.info("%s: uploaded %d B in %.3f s (loaded: %s)", self.name, result.size, result.seconds,
                  result.loaded)
         return result
-
-    def ensure_loaded(self, model: bytes, progress: Callable[[int, int], None] | None = None
-                      ) -> UploadResult | None:
-        """Upload ``model`` unless this session already loaded it; None when nothing was sent."""
-        if self.loaded_sha256 == hashlib.sha256(model).hexdigest():
-            return None
-        return self.upload(model, progress)
 
     def require_engine(self, result: UploadResult) -> None:
         """NotBenchable when the device verified the model but has no engine to run it."""
