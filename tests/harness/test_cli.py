@@ -98,8 +98,11 @@ def test_tinyfarm_twin_serves_until_interrupted(hello_int8):
 
     from device_harness.client import DeviceClient
 
+    # A suite started as a background job of a script inherits SIGINT ignored, and so would the
+    # twin (Python keeps an ignored SIGINT ignored): give it Ctrl-C's default disposition.
     proc = subprocess.Popen([sys.executable, "-m", "tinyfarm.cli", "twin", "--tcp", "--board", "mps2-an386", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = json.loads(proc.stdout.readline())
         assert line["url"].startswith("socket://127.0.0.1:") and line["board"] == "mps2-an386"
