@@ -41,15 +41,13 @@ class DeviceSession:
     """A device brought up for use. ``open()`` (or ``with``) starts it; ``close()`` stops it.
 
     ``exclusive``: a serial device path is opened with an exclusive lock (another program holding
-    it is reported, not shared). ``client_options`` go to :class:`DeviceClient` (timeouts, window).
+    it is reported, not shared).
     """
 
-    def __init__(self, backend: Backend, *, name: str | None = None, exclusive: bool = False,
-                 **client_options: Any) -> None:
+    def __init__(self, backend: Backend, *, name: str | None = None, exclusive: bool = False) -> None:
         self.backend = backend
         self.name = name or backend.name
         self.exclusive = exclusive
-        self.client_options = client_options
         self.client: DeviceClient | None = None
         self._client_lock = threading.Lock()
 
@@ -81,8 +79,7 @@ class DeviceSession:
     def _connect(self, url: str) -> None:
         log.info("%s: connecting to %s", self.name, url)
         client = DeviceClient.open(url, baud=self.backend.baud, exclusive=self.exclusive,
-                                   name=f"{self.name} ({url})" if url != self.name else url,
-                                   **self.client_options)
+                                   name=f"{self.name} ({url})" if url != self.name else url)
         try:
             info = client.hello()
         except BaseException:

@@ -12,6 +12,7 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
+from device_harness.backends.base import Backend
 from device_harness.client import DeviceClient
 from device_harness.device_registry import resolve_device
 from device_harness.session import DeviceSession
@@ -29,10 +30,9 @@ class FarmDevice(DeviceSession):
     Device paths are opened exclusively, so a port another program holds is reported, not shared.
     """
 
-    def __init__(self, farm: Farm, spec: DeviceSpec):
+    def __init__(self, farm: Farm | None, spec: Any, backend: Backend | None = None):
         self.farm, self.spec = farm, spec
-        backend = backend_for(farm, spec)
-        super().__init__(backend, name=spec.name, exclusive=True)
+        super().__init__(backend or backend_for(farm, spec), name=spec.name, exclusive=True)
 
     def measure(self, model: ModelRef, options: RunOptions) -> dict[str, Any]:
         """One farm job on this device: the results-store columns (see :mod:`.measure_job`)."""
@@ -43,11 +43,10 @@ class DirectDevice(FarmDevice):
     """A ``--device`` value without a farm file (``twin``, ``qemu:fw.elf``, a URL)."""
 
     def __init__(self, selector: str):
-        self.farm = None
         backend = resolve_device(selector)
-        self.spec = SimpleNamespace(name=selector, backend=selector.split(":")[0],
-                                    board=backend.profile.name if backend.profile else None, labels=())
-        DeviceSession.__init__(self, backend, name=selector, exclusive=True)
+        spec = SimpleNamespace(name=selector, backend=selector.split(":")[0],
+                               board=backend.profile.name if backend.profile else None, labels=())
+        super().__init__(None, spec, backend)
 
 
 def probe_device(farm: Farm, spec: DeviceSpec, timeout: float) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from device_harness.boards import get_board
 from device_harness.protocol import (
-    CrcError, Frame, FrameDecoder, MsgType, encode_frame, encode_frame_parts, pack_request,
+    Frame, FrameDecoder, MsgType, encode_frame, encode_frame_parts, pack_request,
     unpack_request, unpack_response,
 )
 from device_harness.protocol.crc import crc32

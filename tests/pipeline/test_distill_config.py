@@ -69,14 +69,14 @@ def test_teacher_and_student_with_different_output_sizes(tmp_path):
 
     _save(mlp(3), tmp_path / "teacher.keras")
     _save(mlp(4), tmp_path / "student.keras")
-    code, lines = _run(tmp_path, f"""
-dataset: {{name: tiny, path: tiny.npz}}
-baseline: {{model_path: teacher.keras, train: false}}
-prune: {{enabled: false}}
-quantize: {{qat: false}}
-export: {{baseline_kinds: [float32], c_array: false}}
-tflm: {{enabled: false}}
-distill: {{enabled: true, teacher: baseline, student: {{model_path: student.keras}}, epochs: 1}}
+    code, lines = _run(tmp_path, """
+dataset: {name: tiny, path: tiny.npz}
+baseline: {model_path: teacher.keras, train: false}
+prune: {enabled: false}
+quantize: {qat: false}
+export: {baseline_kinds: [float32], c_array: false}
+tflm: {enabled: false}
+distill: {enabled: true, teacher: baseline, student: {model_path: student.keras}, epochs: 1}
 """)
     assert code != 0
     assert lines[-1].startswith("error: ") and "3 outputs but the student has 4" in lines[-1], lines
