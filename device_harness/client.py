@@ -26,10 +26,11 @@ from device_harness.protocol import (
     MAX_PAYLOAD_LIMIT, MIN_PAYLOAD, VERSION, Capability, ModelStatus, MsgType, pack_request, unpack_response,
 )
 from device_harness.protocol.device_errors import (
-    BadStateError, HashMismatchError, ModelTooLargeError, NoModelError,
+    BadStateError, CompressionUnsupportedError, HashMismatchError, ModelTooLargeError, NoModelError,
 )
 from device_harness.protocol.spec import FRAME_OVERHEAD, NUMPY_DTYPES, RESPONSE_MS, RETRIES
 from tinyfarm import errors
+from tinyfarm.tflite_file import decompression_bytes, is_compressed
 
 __all__ = ["DeviceClient", "DeviceInfo", "TensorInfo", "UploadResult"]
 
@@ -54,6 +55,11 @@ class DeviceInfo:
     @property
     def has_engine(self) -> bool:
         return bool(self.capabilities & Capability.ENGINE)
+
+    @property
+    def decodes(self) -> bool:
+        """The engine runs TFLM-compressed models (DECODE operators): the DECODE capability."""
+        return bool(self.capabilities & Capability.DECODE)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -91,6 +97,12 @@ class UploadResult:
     final_chunk: int = 0
     #: MODEL_BEGIN sent -> last chunk acknowledged (the rest of ``seconds`` is verify + engine load)
     transfer_seconds: float = 0.0
+    #: the model uses TFLM weight compression (DECODE operators)
+    compressed: bool = False
+    #: alternate decompression memory the loaded model's DECODE outputs use, and its size (DECOMPRESSION;
+    #: 0, 0 for an uncompressed model or a device without it): apart from ``arena_used``
+    decompression_used: int = 0
+    decompression_capacity: int = 0
 
     @property
     def bytes_per_second(self) -> float:
@@ -189,6 +201,29 @@ class DeviceClient:
         r = self.call(MsgType.ARENA)
         return r["used"], r["capacity"]
 
+    def decompression(self) -> tuple[int, int]:
+        """(used, capacity) bytes of the alternate decompression memory for the loaded model, where
+        DECODE operators put decoded weights outside the arena; (0, 0) without the DECODE capability
+        (the device is not asked: older firmware does not know the message)."""
+        if not self._need_info().decodes:
+            return 0, 0
+        r = self.call(MsgType.DECOMPRESSION)
+        return r["used"], r["capacity"]
+
+    def check_model(self, model: bytes) -> bool:
+        """Whether ``model`` is compressed; :class:`CompressionUnsupportedError` (one line, before any
+        byte is sent) when it is and the device has an engine without the DECODE capability."""
+        info = self._need_info()
+        compressed = is_compressed(model)
+        if compressed and info.has_engine and not info.decodes:
+            need = decompression_bytes(model)
+            raise CompressionUnsupportedError(
+                f"the model uses TFLM weight compression (DECODE operators, up to {need:,} B "
+                f"decoded at once); {self.link.name} ({info.board}, firmware {info.firmware_version}) was "
+                "built without it: rebuild the firmware against a TFLM with compression "
+                "(-DTINYFARM_TFLM_COMPRESSION=ON, firmware/README.md)", "MODEL_BEGIN")
+        return compressed
+
     def upload(self, model: bytes, progress: Callable[[int, int], None] | None = None,
                fetch_tensor_info: bool = True) -> UploadResult:
         """Upload ``model`` (MODEL_BEGIN size+sha256, pipelined MODEL_CHUNKs, MODEL_END verify).
@@ -199,6 +234,7 @@ class DeviceClient:
         info = self._need_info()
         model = bytes(model)
         size = len(model)
+        compressed = self.check_model(model)
         if size > info.max_model_bytes:
             raise ModelTooLargeError(
                 f"the model is {size:,} bytes, the device accepts at most {info.max_model_bytes:,}",
@@ -232,10 +268,13 @@ class DeviceClient:
                               inputs=r["inputs"], outputs=r["outputs"], frames_sent=frames,
                               retransmitted_bytes=max(0, stats.bytes_sent - bytes0 - size
                                                       - frames * (FRAME_OVERHEAD + 4)),
-                              final_chunk=self.link.chunk, transfer_seconds=transfer_seconds)
+                              final_chunk=self.link.chunk, transfer_seconds=transfer_seconds,
+                              compressed=compressed)
         if not result.verified:
             raise HashMismatchError("the device did not verify the model", "MODEL_END")
         self.inputs, self.outputs = [], []
+        if result.loaded and compressed:
+            result.decompression_used, result.decompression_capacity = self.decompression()
         if result.loaded and fetch_tensor_info:
             self.inputs = [self.tensor_info(0, i) for i in range(result.inputs)]
             self.outputs = [self.tensor_info(1, i) for i in range(result.outputs)]

@@ -81,12 +81,14 @@ class EvaluationResult:
 
 
 def evaluate_on_device(dev: Any, model: bytes, x: np.ndarray, y: np.ndarray, *, dataset: str = "",
-                       reference: bool = True,
+                       reference: bool | bytes = True,
                        progress: Callable[[int, int], None] | None = None) -> EvaluationResult:
     """Accuracy of the uploaded ``model`` on ``(x, y)`` measured on the device, sample by sample.
 
     Inputs are quantized with the device-reported scale/zero point of input 0; the prediction is the
-    argmax of output 0. With ``reference``, each raw output is compared with LiteRT's reference kernels.
+    argmax of output 0. With ``reference``, each raw output is compared with LiteRT's reference kernels
+    running ``model`` — or running ``reference`` when it is a model's bytes: LiteRT has no DECODE
+    operator, so a model stored with TFLM weight compression is compared with its uncompressed twin.
     """
     import time  # noqa: PLC0415
 
@@ -100,7 +102,10 @@ def evaluate_on_device(dev: Any, model: bytes, x: np.ndarray, y: np.ndarray, *, 
     per_sample = int(np.prod(t_in.dims, dtype=np.int64))
     if int(np.prod(x.shape[1:], dtype=np.int64)) != per_sample:
         raise DataError(f"data set samples have shape {tuple(x.shape[1:])}, the model input is {t_in.dims}")
-    ref = ReferenceInterpreter(model) if reference else None
+    if isinstance(reference, (bytes, bytearray)):
+        ref = ReferenceInterpreter(bytes(reference))
+    else:
+        ref = ReferenceInterpreter(model) if reference else None
     q = quantize(x, t_in.numpy_dtype, t_in.scale, t_in.zero_point).reshape((len(x),) + tuple(t_in.dims))
     correct = identical = 0
     max_diff = 0.0

@@ -147,10 +147,15 @@ class DeviceSession:
 
     # ---- work ------------------------------------------------------------------------------------
     def upload(self, model: bytes, progress: Callable[[int, int], None] | None = None) -> UploadResult:
-        """Upload ``model`` (verified on the device by SHA-256) and fetch its tensor layout."""
+        """Upload ``model`` (verified on the device by SHA-256) and fetch its tensor layout; a model
+        with TFLM weight compression for a device without the DECODE capability is refused before
+        any byte is sent (:class:`CompressionUnsupportedError`)."""
         result = self._need_client().upload(model, progress=progress)
         log.info("%s: uploaded %d B in %.3f s (loaded: %s)", self.name, result.size, result.seconds,
                  result.loaded)
+        if result.compressed and result.loaded:
+            log.info("%s: compressed model, DECODE outputs use %d of %d B of decompression memory",
+                     self.name, result.decompression_used, result.decompression_capacity)
         return result
 
     def require_engine(self, result: UploadResult) -> None:
@@ -160,6 +165,11 @@ class DeviceSession:
 
     def arena(self) -> tuple[int, int]:
         return self._need_client().arena()
+
+    def decompression(self) -> tuple[int, int]:
+        """(used, capacity) of the alternate decompression memory (compressed models; see
+        :meth:`DeviceClient.decompression`), apart from the arena."""
+        return self._need_client().decompression()
 
     def invoke(self, inputs: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int]:
         return self._need_client().invoke(inputs)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tinyfarm.errors import ConfigError
+from tinyfarm.errors import BudgetError, ConfigError
 
 
 @click.command("run")
@@ -38,23 +38,31 @@ def run(config: Path | None, out_dir: Path, force: bool, seed: int | None) -> No
     run_pipeline(cfg, out_dir, force=force)
     report = json.loads((out_dir / "report.json").read_text())
     _print_summary(report, out_dir, console)
+    search = report.get("search")
+    if search and not search["met"]:
+        raise BudgetError(f"target not met: {search['why']} (every candidate: {out_dir / 'report.md'})")
 
 
 def _print_summary(report: dict, out_dir: Path, console) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{report['dataset']['name']}: variants (test split, LiteRT reference kernels)")
+    table = Table(title=f"{report['dataset']['name']}: variants (test split, LiteRT reference kernels; "
+                        "flash = the .tflite as stored, RAM = TFLM arena + decompression memory)")
     for col, justify in (("variant", "left"), ("kind", "left"), ("accuracy", "right"),
-                         ("size (B)", "right"), ("sparsity", "right")):
-        table.add_column(col, justify=justify)
+                         ("flash (B)", "right"), ("RAM (B)", "right"), ("sparsity", "right"),
+                         ("fits", "left")):
+        table.add_column(col, justify=justify, no_wrap=True)
     for v in report["variants"]:
         acc = "—" if v["accuracy"] is None else f"{100 * v['accuracy']:.2f}%"
         sp = "—" if v["sparsity"] is None else f"{100 * v['sparsity']:.1f}%"
-        table.add_row(v["name"], v["kind"], acc, str(v["size_bytes"]), sp)
+        fits = {True: "yes", False: "no"}.get(v.get("fits"), "—")
+        table.add_row(v["name"], v["kind"], acc, str(v.get("flash_bytes") or v["size_bytes"]),
+                      str(v.get("ram_bytes") or "—"), sp, fits)
     console.print(table)
     dep = report.get("deployable")
     if dep:
-        line = f"deployable: {out_dir / dep['path']} (= {dep['copy_of']})"
+        line = f"deployable: {out_dir / dep['path']} (= {dep['copy_of']}"
+        line += f", {dep['flash_bytes']:,} B flash)" if dep.get("flash_bytes") else ")"
         t = dep.get("tflm")
         if t:
             verdict = "PASS" if t["passed"] else ("ERROR" if t.get("error") else "NOT BIT-IDENTICAL")
@@ -65,6 +73,15 @@ def _print_summary(report: dict, out_dir: Path, console) -> None:
             if t.get("error"):
                 line += f" ({t['error']})"
         console.print(line)
+    search = report.get("search")
+    if search:
+        console.print(("chosen: " if search["met"] else "target NOT met: ") + search["why"])
+        ptq = next((c for c in search["candidates"] if c["name"] == "baseline_int8"), None)
+        chosen = next((c for c in search["candidates"] if c["name"] == search.get("chosen")), None)
+        if ptq and chosen and chosen is not ptq:
+            console.print(f"  next to the PTQ int8 baseline: {chosen['flash_bytes']:,} B vs "
+                          f"{ptq['flash_bytes']:,} B flash ({chosen['flash_bytes'] / ptq['flash_bytes']:.1%}), "
+                          f"test accuracy {100 * chosen['test_accuracy']:.2f}% vs {100 * ptq['test_accuracy']:.2f}%")
     console.print(f"report: {out_dir / 'report.md'}")
 
 

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.distill_config import DistillSection
+from pipeline.search_config import SearchSection, TargetSection
 from tinyfarm.errors import ConfigError
 
 VariantKind = Literal["float32", "dynamic", "float16", "int8", "int16x8"]
@@ -154,6 +155,8 @@ class PipelineConfig(Section):
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     tflm: TflmSection = Field(default_factory=TflmSection)
     distill: DistillSection = Field(default_factory=DistillSection)
+    target: TargetSection = Field(default_factory=TargetSection)
+    search: SearchSection = Field(default_factory=SearchSection)
     deploy: DeploySection = Field(default_factory=DeploySection)
     report: ReportSection = Field(default_factory=ReportSection)
 

@@ -20,8 +20,13 @@ logger = logging.getLogger(__name__)
 
 def deploy_model(model: bytes, device: str, x, y, *, dataset: str, runs: int, warmup: int,
                  farm: str | None = None, board: str | None = None,
-                 progress=None) -> dict[str, Any]:
-    """Upload ``model`` to ``device``, benchmark it and evaluate it on ``(x, y)``; figures as a dict."""
+                 progress=None, reference: bytes | None = None) -> dict[str, Any]:
+    """Upload ``model`` to ``device``, benchmark it and evaluate it on ``(x, y)``; figures as a dict.
+
+    ``reference`` is the model LiteRT's reference kernels run for the "identical outputs" figure
+    (default: ``model``; the plain int8 model when ``model`` is stored for TFLM only: weight
+    compression, single zero points — files LiteRT cannot read).
+    """
     from device_harness.protocol import Capability
     from device_harness.session import DeviceSession
 
@@ -29,7 +34,8 @@ def deploy_model(model: bytes, device: str, x, y, *, dataset: str, runs: int, wa
         info = session.info
         upload = session.upload(model)
         used, capacity = session.arena()
-        evaluation = session.evaluate(model, x, y, dataset=dataset, progress=progress)
+        evaluation = session.evaluate(model, x, y, dataset=dataset, progress=progress,
+                                      reference=reference if reference is not None else True)
         latency = session.bench(warmup=warmup, runs=runs)
     return {
         "device": device,
@@ -60,13 +66,17 @@ def run_deploy(ctx: StageContext) -> dict:
     if not deployable:
         return {"skipped": "no deployable int8 model"}
     model = ctx.path(deployable["path"]).read_bytes()
+    reference = None
+    if deployable.get("tflm_only"):
+        variant = next(v for v in ctx.variants() if v["name"] == deployable["copy_of"])
+        reference = ctx.path(variant["path"]).read_bytes()
     logger.info("deploy: %s (%d B) to --device %s", deployable["path"], len(model), cfg.device)
     n = cfg.max_samples or len(data.x_test)
     x, y = data.x_test[:n], data.y_test[:n]
     with task(f"on device ({cfg.device}): upload, evaluate, bench", total=len(x)) as progress:
         figures = deploy_model(model, cfg.device, x, y, dataset=ctx.config.dataset.name,
                                runs=cfg.runs, warmup=cfg.warmup, farm=cfg.farm, board=cfg.board,
-                               progress=lambda i, total: progress.tick(1))
+                               progress=lambda i, total: progress.tick(1), reference=reference)
     figures["model"] = deployable["path"]
     console.print(f"  on {figures['board']}: accuracy {figures['accuracy']:.4f}, "
                   f"median {_us(figures['latency'].get('median_us'))}, arena {figures['arena_used_bytes']} B, "

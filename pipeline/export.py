@@ -32,9 +32,9 @@ def convert(model: keras.Model, kind: str, representative: np.ndarray | None = N
     """One ``.tflite`` variant of a Keras model (float or QAT) as bytes.
 
     The model is traced with batch size 1, as a microcontroller runs it: shapes are static, so no
-    SHAPE/STRIDED_SLICE/PACK ops are left to compute a dynamic batch. ``strip`` removes tensor names
-    and signatures (``flatbuffer_utils.strip_strings``): TFLM never reads them, and on a 5 KB model
-    they are a third of the file. Every variant is treated alike, so size ratios stay fair.
+    SHAPE/STRIDED_SLICE/PACK ops are left to compute a dynamic batch. ``strip`` trims what TFLM
+    never reads (:func:`strip_strings`): on a 5 KB model names, signatures, metadata and duplicated
+    tables are a quarter of the file. Every variant is treated alike, so size ratios stay fair.
     ``drop_softmax`` exports the logits of a model ending in a ``Softmax`` layer (see
     :func:`pipeline.keras_models.without_softmax`).
     """
@@ -80,12 +80,18 @@ def convert(model: keras.Model, kind: str, representative: np.ndarray | None = N
 
 
 def strip_strings(model_bytes: bytes) -> bytes:
-    """The same model without tensor names, signature defs and other strings TFLM does not use."""
-    from tensorflow.lite.tools import flatbuffer_utils
+    """The same model without what TFLM does not read (:func:`tinyfarm.tflite_bytes.trim_for_tflm`).
 
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
-    flatbuffer_utils.strip_strings(model)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    Tensor names, signature defs, the description and metadata other than TFLM's own are dropped,
+    empty and duplicate buffers merged, equal quantization tables and vectors stored once; outputs
+    stay bit-identical on TFLM and on the LiteRT reference (zero_point arrays keep their length:
+    LiteRT refuses shorter ones). On a few-KB model these strings and tables are a quarter of the
+    flash, and every variant is trimmed alike, so size ratios stay fair. (This used to be
+    ``flatbuffer_utils.strip_strings``, which only removed the strings.)
+    """
+    from tinyfarm.tflite_bytes import trim_for_tflm
+
+    return trim_for_tflm(model_bytes)
 
 
 def c_symbol(name: str) -> str:

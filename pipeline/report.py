@@ -13,7 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.budget import resolve_budget
 from pipeline.run_context import StageResult, record_path
+from pipeline.search_report import plot_budget, render_search, variant_budget_fields
 from tinyfarm import __version__
 from tinyfarm.provenance import command_line, library_versions, sha256_file, write_json
 
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 VARIANT_KEYS = ("name", "kind", "source", "method", "accuracy", "size_bytes", "gzip_bytes",
-                "sparsity", "parameter_count", "path")
+                "sparsity", "parameter_count", "path", "flash_bytes", "ram_bytes", "macs", "compression",
+                "fits")
 
 
 def build_report(ctx: "StageContext") -> dict:
@@ -31,6 +34,8 @@ def build_report(ctx: "StageContext") -> dict:
     data = ctx.data()
     evaluated = ctx.result("evaluate").summary["results"] if ctx.result("evaluate") else {}
     tflm = ctx.result("tflm").summary.get("checks", {}) if ctx.result("tflm") else {}
+    search = (ctx.result("search").summary.get("report") or {}).get("search") if ctx.result("search") else None
+    budget = search["budget"] if search else resolve_budget(ctx.config.target, None).as_dict()
     variants = []
     for v in ctx.variants():
         m = evaluated.get(v["name"], {})
@@ -47,6 +52,9 @@ def build_report(ctx: "StageContext") -> dict:
             entry["tflm"] = {k: tflm[v["name"]].get(k) for k in
                              ("passed", "arena_bytes", "identical_share", "within_one_step_share",
                               "same_top_class_share", "compared")}
+        if v.get("tflm_path"):
+            entry["tflm_path"] = v["tflm_path"]  # the file as the device stores it
+        entry.update(variant_budget_fields(entry, ctx.path(v["path"]), search, budget))
         variants.append(entry)
     report: dict = {
         "tinyfarm_version": __version__,
@@ -60,9 +68,15 @@ def build_report(ctx: "StageContext") -> dict:
     deployable = ctx.deployable()
     if deployable:
         report["deployable"] = dict(deployable)
-        export = ctx.result("export").summary if ctx.result("export") else {}
-        if export.get("c_source"):
-            report["deployable"]["c_source"] = export["c_source"]
+        c_source = None  # the C array of the deployable model: the last stage that chose one wrote it
+        for res in ctx.results.values():
+            c_source = res.summary.get("c_source", c_source)
+        if c_source:
+            report["deployable"]["c_source"] = c_source
+        if ctx.path(deployable["path"]).is_file():
+            from tinyfarm.tflite_bytes import byte_breakdown
+
+            report["deployable"]["bytes"] = byte_breakdown(ctx.path(deployable["path"]).read_bytes())
         if deployable.get("copy_of") in tflm:
             report["deployable"]["tflm"] = tflm[deployable["copy_of"]]
     keras_acc = {name: res.summary.get("keras_test_accuracy") for name, res in ctx.results.items()
@@ -155,6 +169,11 @@ def render_markdown(report: dict, plot_name: str | None) -> str:
                 lines.append("The differences are single quantization steps: TFLM rounds the int8 "
                              "requantization twice (gemmlowp), LiteRT once; values within about 2^-shift "
                              "of a .5 tie round apart (see pipeline/tflm_check.py).")
+    if dep and dep.get("bytes"):
+        parts = ", ".join(f"{k} {v:,}" for k, v in sorted(dep["bytes"].items(), key=lambda kv: -kv[1]) if v)
+        lines += ["", f"Where the deployable model's {sum(dep['bytes'].values()):,} B go: {parts}."]
+    if report.get("search"):
+        lines += ["", *render_search(report["search"], report.get("files", {}).get("budget_plot"))]
     if report.get("keras_test_accuracy"):
         lines += ["", "Keras test accuracy per stage: " + ", ".join(
             f"{k} {_pct(v)}" for k, v in report["keras_test_accuracy"].items()) + "."]
@@ -208,6 +227,10 @@ def write_reports(ctx: "StageContext") -> dict[str, str]:
         plot_accuracy_vs_size(report["variants"], ctx.path(plot_name),
                               f"{report['dataset']['name']}: accuracy vs size")
         files["plot"] = plot_name
+    if report.get("search") and (ctx.section is None or getattr(ctx.section, "plot", True)):
+        files["budget_plot"] = "accuracy_vs_budget.png"
+        plot_budget(report["search"], ctx.path(files["budget_plot"]),
+                    f"{report['dataset']['name']}: candidates against the budget")
     report["files"] = files
     write_json(ctx.path("report.json"), report)
     ctx.path("report.md").write_text(render_markdown(report, plot_name))

@@ -33,6 +33,7 @@ from pipeline.deploy_stage import run_deploy
 from pipeline.distill_stage import run_distill
 from pipeline.report import run_report
 from pipeline.run_context import Stage, StageResult
+from pipeline.search_stage import run_search
 from pipeline.stage_runner import run_stages
 from pipeline.tflite_stages import run_evaluate, run_export, run_tflm
 from pipeline.training_stages import run_baseline, run_prune, run_quantize
@@ -47,6 +48,10 @@ STAGES: tuple[Stage, ...] = (
     # variants are evaluated and TFLM-checked like every other.
     Stage("distill", run_distill, enabled=lambda c: c.distill.enabled,
           sections=("dataset", "baseline", "prune", "quantize", "export")),
+    # The compress-retrain-measure loop against the `target` budget; its choice becomes the
+    # deployable model. After export (its PTQ int8 baseline is candidate zero), before evaluate.
+    Stage("search", run_search, enabled=lambda c: c.search.enabled,
+          sections=("dataset", "baseline", "export", "target")),
     Stage("evaluate", run_evaluate),
     Stage("tflm", run_tflm, enabled=lambda c: c.tflm.enabled),
     # Talks to a device: always runs (a device's figures are as fresh as the last time it was asked).

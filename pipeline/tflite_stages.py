@@ -116,9 +116,15 @@ def run_tflm(ctx: StageContext) -> dict:
     for name in names:
         ref = np.load(ctx.artifact("evaluate", reference_artifact(name)))
         n = cfg.max_samples or len(ref["inputs"])
-        checks[name] = check_model(ctx.path(variants[name]["path"]).read_bytes(), ref["inputs"][:n],
-                                   ref["outputs"][:n], max_arena_bytes=cfg.max_arena_bytes,
-                                   label=name).as_dict()
+        # A variant with a TFLM-only storage (weight compression: DECODE operators; one zero point
+        # per tensor) runs as stored, with its decompression memory; LiteRT's reference outputs are
+        # those of its plain int8 file.
+        variant = variants[name]
+        stored = variant.get("tflm_path") or variant["path"]
+        checks[name] = check_model(ctx.path(stored).read_bytes(), ref["inputs"][:n], ref["outputs"][:n],
+                                   max_arena_bytes=cfg.max_arena_bytes, label=name,
+                                   decompression_bytes=variant.get("decompression_bytes", 0)).as_dict()
+        checks[name]["model"] = stored
     out = {"checks": checks}
     if deployable and deployable["copy_of"] in checks:
         out["deployable_check"] = checks[deployable["copy_of"]]

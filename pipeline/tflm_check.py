@@ -65,8 +65,12 @@ class TflmCheck:
 
 
 def check_model(model_bytes: bytes, inputs: np.ndarray, reference_outputs: np.ndarray, *,
-                max_arena_bytes: int = 1 << 20, label: str = "model", batch: int = 256) -> TflmCheck:
+                max_arena_bytes: int = 1 << 20, label: str = "model", batch: int = 256,
+                decompression_bytes: int = 0) -> TflmCheck:
     """Run ``model_bytes`` on TFLM and compare with reference outputs of the same input tensors.
+
+    ``decompression_bytes`` is the alternate decompression memory given to TFLM for a model with
+    DECODE operators (TFLM weight compression), so the arena found is the arena alone.
 
     ``inputs`` are the exact tensors given to the reference (the model's dtype, one row per sample)
     and ``reference_outputs`` the raw outputs LiteRT's reference kernels produced for them.
@@ -79,7 +83,7 @@ def check_model(model_bytes: bytes, inputs: np.ndarray, reference_outputs: np.nd
     ops = sorted(set(inspect_tflite(model_bytes).ops))
     result = TflmCheck(ops=ops, ops_supported=False, arena_bytes=None)
     with task(f"TFLM check {label}", total=len(inputs)) as progress:
-        arena = find_arena(model_bytes, limit=max_arena_bytes)
+        arena = find_arena(model_bytes, limit=max_arena_bytes, decompression_bytes=decompression_bytes)
         result.arena_bytes, result.ops_supported, result.error = (arena.arena_bytes, arena.ops_supported,
                                                                   arena.error)
         logger.info("%s: smallest TFLM arena %s B (ops supported: %s)%s", label, arena.arena_bytes,
@@ -88,7 +92,8 @@ def check_model(model_bytes: bytes, inputs: np.ndarray, reference_outputs: np.nd
             try:
                 diffs = []
                 offset = 0
-                for outs in host_outputs(model_bytes, result.arena_bytes, inputs, batch=batch):
+                for outs in host_outputs(model_bytes, result.arena_bytes, inputs, batch=batch,
+                                         decompression_bytes=decompression_bytes):
                     ref = reference_outputs[offset: offset + len(outs)]
                     offset += len(outs)
                     got = outs.reshape(ref.shape)

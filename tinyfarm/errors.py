@@ -31,6 +31,10 @@ class ModelError(TinyfarmError):
     """A model file is unreadable, not a .tflite, or cannot run on the target."""
 
 
+class BudgetError(TinyfarmError):
+    """No candidate model meets the target's flash, RAM and accuracy budget (the report has them all)."""
+
+
 class DeviceError(TinyfarmError):
     """A device is unreachable, answered an error, or faulted (worth a restart unless told)."""
 

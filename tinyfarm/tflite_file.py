@@ -123,6 +123,87 @@ def read_model(path: str | Path) -> bytes:
     return data
 
 
+DECODE_CUSTOM_CODE = b"TFLM_DECODE"  # TFLM's DECODE operator (weights compressed for TFLM)
+
+
+def is_compressed(data: bytes) -> bool:
+    """Whether an operator of the model is TFLM's DECODE (``pipeline.tflm_compress`` output): it
+    then needs a TFLM built with compression and, ideally, alternate decompression memory."""
+    if not has_tflite_identifier(data):
+        return False
+    fb = _Flatbuffer(data)
+    try:
+        model = fb.deref(0)
+        codes = fb.vector(model, 1)
+        decode = set()
+        for i in range(codes[1] if codes else 0):
+            custom = fb.vector(fb.deref(codes[0] + 4 * i), 1, elem_size=1)  # custom_code
+            if custom and data[custom[0]: custom[0] + custom[1]] == DECODE_CUSTOM_CODE:
+                decode.add(i)
+        subgraphs = fb.vector(model, 2)
+        for s in range(subgraphs[1] if decode and subgraphs else 0):
+            ops = fb.vector(fb.deref(subgraphs[0] + 4 * s), 3)
+            for o in range(ops[1] if ops else 0):
+                pos = fb.field(fb.deref(ops[0] + 4 * o), 0)  # opcode_index (default 0)
+                if (fb.u32(pos) if pos is not None else 0) in decode:
+                    return True
+    except (IndexError, struct.error):
+        return False
+    return False
+
+
+# TfLiteType -> bytes per element (int4 is unpacked to one byte per element when decoded)
+_TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 15: 4,
+               16: 2, 17: 1, 18: 2}
+DECODE_ALIGNMENT = 16  # TFLM's MicroArenaBufferAlignment(): every DECODE output starts aligned
+
+
+def decompression_bytes(data: bytes) -> int:
+    """Alternate decompression memory that holds every DECODE output of ``data`` (0: not compressed).
+
+    TFLM's DECODE kernel restarts the alternate memory at each DECODE operator and places that
+    operator's outputs one after the other, each 16-byte aligned (``kernels/decode.cc``); so the
+    size is the largest, over DECODE operators, of their outputs laid out that way. Decoded tensors
+    that do not fit go into the tensor arena instead.
+    """
+    if not is_compressed(data):
+        return 0
+    fb = _Flatbuffer(data)
+    try:
+        model = fb.deref(0)
+        codes = fb.vector(model, 1)
+        decode = set()
+        for i in range(codes[1] if codes else 0):
+            custom = fb.vector(fb.deref(codes[0] + 4 * i), 1, elem_size=1)  # custom_code
+            if custom and data[custom[0]: custom[0] + custom[1]] == DECODE_CUSTOM_CODE:
+                decode.add(i)
+        subgraphs = fb.vector(model, 2)
+        need = 0
+        for s in range(subgraphs[1] if subgraphs else 0):
+            sg = fb.deref(subgraphs[0] + 4 * s)
+            tensors, ops = fb.vector(sg, 0), fb.vector(sg, 3)
+            for o in range(ops[1] if ops else 0):
+                op = fb.deref(ops[0] + 4 * o)
+                pos = fb.field(op, 0)  # opcode_index (default 0)
+                outputs = fb.vector(op, 2)
+                if (fb.u32(pos) if pos is not None else 0) not in decode or not outputs:
+                    continue
+                end = 0
+                for k in range(outputs[1]):
+                    tensor = fb.deref(tensors[0] + 4 * struct.unpack_from("<i", data, outputs[0] + 4 * k)[0])
+                    shape = fb.vector(tensor, 0)
+                    elements = 1
+                    for d in range(shape[1] if shape else 0):
+                        elements *= max(0, struct.unpack_from("<i", data, shape[0] + 4 * d)[0])
+                    tpos = fb.field(tensor, 1)  # type (default FLOAT32)
+                    ttype = data[tpos] if tpos is not None else 0
+                    end = -(-end // DECODE_ALIGNMENT) * DECODE_ALIGNMENT + elements * _TYPE_BYTES.get(ttype, 1)
+                need = max(need, end)
+    except (IndexError, struct.error, TypeError):
+        raise ModelError("the model's DECODE operators point past its flatbuffer") from None
+    return need
+
+
 # -- contents (TensorFlow's flatbuffer reader) -------------------------------------------------
 # Operators whose input 1 is a weight tensor (kernel) and input 2 a bias.
 WEIGHTED_OPS = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED": (1, 2),

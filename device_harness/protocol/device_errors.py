@@ -145,6 +145,14 @@ class InternalError(DeviceReplyError):
     retryable = True
 
 
+class CompressionUnsupportedError(DeviceReplyError):
+    """COMPRESSION_UNSUPPORTED: the model uses TFLM weight compression (DECODE operators) and the device was built without it (no DECODE capability)."""
+
+    code = 18
+    name = "COMPRESSION_UNSUPPORTED"
+    retryable = False
+
+
 BY_CODE: dict[int, type[DeviceReplyError]] = {
     1: UnknownCommandError,
     2: MalformedError,
@@ -163,6 +171,7 @@ BY_CODE: dict[int, type[DeviceReplyError]] = {
     15: InvokeFailedError,
     16: DeviceFaultError,
     17: InternalError,
+    18: CompressionUnsupportedError,
 }
 
 

@@ -21,6 +21,7 @@ from device_harness.protocol import (
 from device_harness.protocol.spec import DTYPE_OF_NUMPY, MESSAGES
 from device_harness.twin import tflm_process as tp
 from device_harness.twin.tflm_errors import ArenaTooSmall, DeviceFault, TflmError
+from tinyfarm.tflite_file import decompression_bytes, is_compressed
 
 FIRMWARE_VERSION = "twin-1"
 RX_WINDOW = 16
@@ -44,12 +45,19 @@ def tflm_version() -> str:
 
 
 class TwinDevice:
-    """Protocol behaviour of a TFLM board described by ``profile``."""
+    """Protocol behaviour of a TFLM board described by ``profile``.
+
+    ``decode``: the DECODE capability (the wheel's TFLM runs compressed models; a compressed model
+    gets alternate decompression memory sized to its DECODE outputs, beside the board's arena).
+    ``decode=False`` plays a firmware built without compression: MODEL_END of a compressed model
+    answers COMPRESSION_UNSUPPORTED.
+    """
 
     def __init__(self, profile: BoardProfile, *, paced: bool = False, max_payload: int = MAX_PAYLOAD_LIMIT,
-                 tflm: tp.TflmProcess | None = None) -> None:
+                 tflm: tp.TflmProcess | None = None, decode: bool = True) -> None:
         self.profile = profile
         self.paced = paced
+        self.decode = decode
         self.device_max_payload = max(MIN_PAYLOAD, min(max_payload, MAX_PAYLOAD_LIMIT))
         self.max_payload = self.device_max_payload
         self.tflm = tflm or tp.TflmProcess(timeout_s=120.0)
@@ -69,6 +77,7 @@ class TwinDevice:
         self._upload: dict[str, Any] | None = None
         self._model: bytes | None = None
         self._info: tp.LoadInfo | None = None
+        self._decompression = (0, 0)  # (used, capacity) of the loaded model's decompression memory
         self._inputs: list[bytearray] = []
         self._outputs: list[bytes] = []
 
@@ -130,7 +139,8 @@ class TwinDevice:
         if protocol_version != VERSION:
             raise _Reply(ErrorCode.BAD_ARGUMENT, f"protocol version {protocol_version} not supported (device: {VERSION})")
         self.max_payload = max(MIN_PAYLOAD, min(self.device_max_payload, max_payload))
-        caps = Capability.ENGINE | (Capability.PACED if self.paced else 0)
+        caps = (Capability.ENGINE | (Capability.PACED if self.paced else 0)
+                | (Capability.DECODE if self.decode else 0))
         p = self.profile
         return dict(protocol_version=VERSION, max_payload=self.max_payload, rx_window=RX_WINDOW,
                     capabilities=int(caps), cpu_hz=p.cpu_hz, tick_hz=1_000_000_000,
@@ -185,8 +195,14 @@ class TwinDevice:
         self._upload = None
         if hashlib.sha256(model).digest() != up["sha256"]:
             raise _Reply(ErrorCode.HASH_MISMATCH, "SHA-256 of the received bytes differs from MODEL_BEGIN's")
+        compressed = is_compressed(model)
+        if compressed and not self.decode:
+            raise _Reply(ErrorCode.COMPRESSION_UNSUPPORTED,
+                         "the model uses TFLM weight compression (DECODE operators); this twin runs "
+                         "without the DECODE capability")
+        extra = self._decompression_kwargs(model) if compressed else {}
         try:
-            info = self.tflm.load(model, self.profile.arena_bytes)
+            info = self.tflm.load(model, self.profile.arena_bytes, **extra)
         except DeviceFault as exc:
             raise self._fault(exc, "model load") from None
         except ArenaTooSmall as exc:
@@ -195,10 +211,17 @@ class TwinDevice:
         except TflmError as exc:
             raise _Reply(exc.code, str(exc)) from None
         self._model, self._info = model, info
+        memory = extra.get("decompression_bytes", 0)
+        self._decompression = (memory, memory)
         self._inputs = [bytearray(d.nbytes) for d in info.inputs]
         self._outputs = [bytes(d.nbytes) for d in info.outputs]
         return dict(status=int(ModelStatus.VERIFIED | ModelStatus.LOADED), arena_used=info.arena_used,
                     inputs=len(info.inputs), outputs=len(info.outputs))
+
+    def _decompression_kwargs(self, model: bytes) -> dict:
+        """Alternate decompression memory for a compressed model: exactly what its DECODE outputs
+        take, so the board's arena holds only what a board's arena would."""
+        return {"decompression_bytes": decompression_bytes(model)}
 
     def _need_model(self) -> tp.LoadInfo:
         if self._info is None:
@@ -267,3 +290,8 @@ class TwinDevice:
     def _on_arena(self) -> dict:
         info = self._need_model()
         return {"used": info.arena_used, "capacity": self.profile.arena_bytes}
+
+    def _on_decompression(self) -> dict:
+        self._need_model()
+        used, capacity = self._decompression
+        return {"used": used, "capacity": capacity}

@@ -33,14 +33,15 @@ class ArenaSearch:
     error: str | None = None
 
 
-def find_arena(model: bytes, *, limit: int = 1 << 20) -> ArenaSearch:
-    """The smallest tensor arena (up to ``limit`` bytes) on which ``model`` loads and invokes once.
+def find_arena(model: bytes, *, limit: int = 1 << 20, decompression_bytes: int = 0) -> ArenaSearch:
+    """The smallest tensor arena (up to ``limit`` bytes) on which ``model`` loads and invokes once,
+    given ``decompression_bytes`` of alternate decompression memory (compressed models; 0: none).
 
     Never raises for a model TFLM cannot take: an unsupported op, a model that needs more than
     ``limit`` or a crash of the runtime end up in :attr:`ArenaSearch.error`.
     """
     try:
-        return ArenaSearch(smallest_arena(model, limit=limit), True)
+        return ArenaSearch(smallest_arena(model, limit=limit, decompression_bytes=decompression_bytes), True)
     except OpUnsupported as exc:
         return ArenaSearch(None, False, f"not supported by TFLM: {exc}")
     except ArenaTooSmall as exc:
@@ -50,15 +51,16 @@ def find_arena(model: bytes, *, limit: int = 1 << 20) -> ArenaSearch:
 
 
 def host_outputs(model: bytes, arena_bytes: int, inputs: np.ndarray, *,
-                 batch: int = 256) -> Iterator[np.ndarray]:
+                 batch: int = 256, decompression_bytes: int = 0) -> Iterator[np.ndarray]:
     """The raw output 0 of ``model`` for ``inputs`` (one row per sample, the model's input dtype),
-    ``batch`` samples per round trip to one child process, yielded batch by batch.
+    ``batch`` samples per round trip to one child process, yielded batch by batch;
+    ``decompression_bytes``: alternate decompression memory beside the arena (compressed models).
 
     Raises :class:`TflmError` (a :class:`~tinyfarm.errors.TinyfarmError`) when the model does not
     load on ``arena_bytes`` or the runtime fails or crashes.
     """
     with TflmProcess() as tflm:
-        tflm.load(model, arena_bytes)
+        tflm.load(model, arena_bytes, decompression_bytes=decompression_bytes)
         for i in range(0, len(inputs), batch):
             outs, _ = tflm.invoke_batch([inputs[i: i + batch]])
             yield np.asarray(outs[0])

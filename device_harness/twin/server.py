@@ -31,15 +31,16 @@ INTER_BYTE_GAP_S = 0.1
 class TwinServer:
     """``TwinServer(profile, tcp=False, baud=None)``; ``url`` is what a client opens.
 
-    ``baud``: pace the line at this rate (None: as fast as the pty/socket goes). ``serve_forever()``
+    ``baud``: pace the line at this rate (None: as fast as the pty/socket goes). ``decode=False``:
+    a twin without the DECODE capability (a firmware built without TFLM compression). ``serve_forever()``
     blocks until :meth:`stop`; ``start()`` runs it in a daemon thread.
     """
 
     def __init__(self, profile: BoardProfile, *, tcp: bool = False, port: int = 0, baud: int | None = None,
-                 max_payload: int = MAX_PAYLOAD_LIMIT) -> None:
+                 max_payload: int = MAX_PAYLOAD_LIMIT, decode: bool = True) -> None:
         self.profile = profile
         self.baud = baud
-        self.device = TwinDevice(profile, paced=baud is not None, max_payload=max_payload)
+        self.device = TwinDevice(profile, paced=baud is not None, max_payload=max_payload, decode=decode)
         self.decoder = FrameDecoder(MAX_PAYLOAD_LIMIT)
         self._stop_r, self._stop_w = os.pipe()
         self._thread: threading.Thread | None = None

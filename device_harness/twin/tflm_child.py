@@ -74,7 +74,9 @@ class _Engine:
         self.outputs: list[dict] = []
 
     # -- operations -------------------------------------------------------------------------
-    def load(self, model: bytes, arena_size: int) -> dict:
+    def load(self, model: bytes, arena_size: int, decompression_bytes: int = 0) -> dict:
+        """``decompression_bytes``: alternate memory for the outputs of DECODE operators (compressed
+        weights), beside the arena; 0 decodes into the arena."""
         self.interp = None
         self.model = None
         try:
@@ -83,7 +85,9 @@ class _Engine:
         except Exception as exc:  # flatbuffer walk failed: truncated or not a model
             raise _Failure("MODEL_INVALID", f"not a valid TFLite flatbuffer ({type(exc).__name__}: {exc})")
         try:
-            interp = self._runtime.Interpreter.from_bytes(model, arena_size=int(arena_size))
+            interp = self._runtime.Interpreter.from_bytes(
+                model, arena_size=int(arena_size),
+                alt_decompression_memory_size=int(decompression_bytes))
         except Exception as exc:
             text = _captured()
             raise _classify_load_failure(exc, text)

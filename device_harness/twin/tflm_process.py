@@ -32,7 +32,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from device_harness.twin.tflm_errors import (
-    BY_NAME, ArenaTooSmall, BadArgument, DeviceFault, ModelInvalid, NoModel, TflmInternalError,
+    BY_NAME, ArenaTooSmall, BadArgument, DeviceFault, ModelInvalid, NoModel, OpUnsupported,
+    TflmInternalError,
 )
 from tinyfarm.tflite_file import has_tflite_identifier
 
@@ -59,6 +60,7 @@ class LoadInfo:
     arena_used: int  # from TFLM's RecordingMicroAllocator (0 when unknown)
     inputs: list[TensorDetails] = field(default_factory=list)
     outputs: list[TensorDetails] = field(default_factory=list)
+    decompression_bytes: int = 0  # alternate decompression memory beside the arena
 
 
 def check_tflite_bytes(model: bytes) -> None:
@@ -95,6 +97,7 @@ class TflmProcess:
         self._lock = threading.RLock()
         self._model: bytes | None = None
         self._arena_size = 0
+        self._decompression_bytes = 0
         self.info: LoadInfo | None = None
         self.faults = 0
 
@@ -151,18 +154,24 @@ class TflmProcess:
         return self.info is not None
 
     # operations
-    def load(self, model: bytes, arena_size: int) -> LoadInfo:
-        """Load ``model`` on an arena of ``arena_size`` bytes (replaces any loaded model)."""
+    def load(self, model: bytes, arena_size: int, *, decompression_bytes: int = 0) -> LoadInfo:
+        """Load ``model`` on an arena of ``arena_size`` bytes (replaces any loaded model).
+
+        ``decompression_bytes``: alternate decompression memory for a compressed model's DECODE
+        outputs (``alt_decompression_memory_size`` of the runtime); 0 decodes into the arena.
+        """
         model = bytes(model)
         check_tflite_bytes(model)
         with self._lock:
             self.info = None
             self._model = None
-            res = self._call("load", model, int(arena_size))
+            res = self._call("load", model, int(arena_size), int(decompression_bytes))
             self._model, self._arena_size = model, int(arena_size)
+            self._decompression_bytes = int(decompression_bytes)
             self.info = LoadInfo(int(arena_size), res["arena_used"],
                                  [TensorDetails.from_child(d) for d in res["inputs"]],
-                                 [TensorDetails.from_child(d) for d in res["outputs"]])
+                                 [TensorDetails.from_child(d) for d in res["outputs"]],
+                                 int(decompression_bytes))
             return self.info
 
     def unload(self) -> None:
@@ -217,7 +226,7 @@ class TflmProcess:
     def _need_info(self) -> LoadInfo:
         if self.info is None:
             if self.reload_after_fault and self._model is not None:
-                self.load(self._model, self._arena_size)
+                self.load(self._model, self._arena_size, decompression_bytes=self._decompression_bytes)
             else:
                 raise NoModel("no model is loaded")
         return self.info
@@ -322,8 +331,10 @@ class TflmProcess:
 
 # -- arena search ---------------------------------------------------------------------------------
 def smallest_arena(model: bytes, *, lo: int = 0, hi: int | None = None, limit: int = 64 << 20,
-                   align: int = 16, verify_invoke: bool = True, timeout_s: float = 60.0) -> int:
-    """The smallest tensor-arena size (a multiple of ``align``) on which ``model`` loads.
+                   align: int = 16, verify_invoke: bool = True, timeout_s: float = 60.0,
+                   decompression_bytes: int = 0) -> int:
+    """The smallest tensor-arena size (a multiple of ``align``) on which ``model`` loads (with
+    ``decompression_bytes`` of alternate decompression memory beside it, see :meth:`TflmProcess.load`).
 
     Binary search over loads in one child process; a crash during a probe (LSTM kernels segfault on
     small arenas) counts as "too small" and the child is restarted. With ``verify_invoke`` the result
@@ -331,14 +342,23 @@ def smallest_arena(model: bytes, *, lo: int = 0, hi: int | None = None, limit: i
     model that cannot load at any size, :class:`ArenaTooSmall` if it needs more than ``limit``.
     """
     check_tflite_bytes(model)
+    loaded_at: list[int] = []  # sizes the model loaded on
     with TflmProcess(timeout_s=timeout_s) as tflm:
 
         def fits(size: int) -> bool:
             try:
-                tflm.load(model, size)
+                tflm.load(model, size, decompression_bytes=decompression_bytes)
+                loaded_at.append(size)
                 return True
             except (ArenaTooSmall, DeviceFault):
                 return False
+            except (OpUnsupported, ModelInvalid):
+                # A DECODE (compressed weights) that runs out of arena can leave TFLM's temporary
+                # allocations in disorder, and a later kernel then rejects garbage: a refusal is the
+                # arena's when the model loads on a bigger one.
+                if any(s > size for s in loaded_at) or (size < limit and fits(limit)):
+                    return False
+                raise
 
         if hi is None:
             hi = max(1024, (len(model) // align + 1) * align)
@@ -357,6 +377,6 @@ def smallest_arena(model: bytes, *, lo: int = 0, hi: int | None = None, limit: i
                 lo_units = mid
         best = hi_units * align
         if verify_invoke:
-            info = tflm.load(model, best)
+            info = tflm.load(model, best, decompression_bytes=decompression_bytes)
             tflm.invoke([np.zeros(d.shape, d.dtype) for d in info.inputs])
         return best

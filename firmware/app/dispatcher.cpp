@@ -110,6 +110,7 @@ Reply Dispatcher::handle(const FrameEvent& ev) {
     case TFP_MSG_GET_OUTPUT: return get_output(ev);
     case TFP_MSG_BENCH: return bench(ev);
     case TFP_MSG_ARENA: return arena(ev);
+    case TFP_MSG_DECOMPRESSION: return decompression(ev);
     default: {
       scratch_ = Message();
       scratch_ << "unknown message type ";
@@ -137,7 +138,7 @@ Reply Dispatcher::hello(const FrameEvent& ev) {
   w.u16(TFP_PROTOCOL_VERSION);
   w.u16(config_.max_payload);
   w.u8(config_.rx_window);
-  w.u32(engine::available() ? TFP_CAP_ENGINE : 0u);
+  w.u32((engine::available() ? TFP_CAP_ENGINE : 0u) | (engine::decodes() ? TFP_CAP_DECODE : 0u));
   w.u32(config_.cpu_hz);
   w.u32(config_.tick_hz);
   w.u32(engine::arena_capacity());
@@ -345,6 +346,17 @@ Reply Dispatcher::arena(const FrameEvent& ev) {
   store_u32(payload_out() + TFP_ARENA_RSP_USED_OFFSET, engine::arena_used());
   store_u32(payload_out() + TFP_ARENA_RSP_CAPACITY_OFFSET, engine::arena_capacity());
   return respond(ev, TFP_ARENA_RSP_BYTES);
+}
+
+Reply Dispatcher::decompression(const FrameEvent& ev) {
+  const engine::Status ready = engine_ready();
+  if (!ready.ok()) return fail(ev, ready.code, ready.message);
+  if (ev.length != TFP_DECOMPRESSION_REQ_BYTES) {
+    return fail(ev, TFP_ERR_MALFORMED, "DECOMPRESSION takes no payload");
+  }
+  store_u32(payload_out() + TFP_DECOMPRESSION_RSP_USED_OFFSET, engine::decompression_used());
+  store_u32(payload_out() + TFP_DECOMPRESSION_RSP_CAPACITY_OFFSET, engine::decompression_capacity());
+  return respond(ev, TFP_DECOMPRESSION_RSP_BYTES);
 }
 
 }  // namespace tf

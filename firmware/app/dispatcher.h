@@ -53,6 +53,7 @@ class Dispatcher {
   Reply get_output(const FrameEvent& ev);
   Reply bench(const FrameEvent& ev);
   Reply arena(const FrameEvent& ev);
+  Reply decompression(const FrameEvent& ev);
 
   const DeviceConfig& config_;
   FrameParser& parser_;

@@ -33,6 +33,13 @@ const char* version();
 uint32_t arena_capacity();
 // Bytes of the arena the loaded model uses (0 when nothing is loaded).
 uint32_t arena_used();
+// True when the engine runs TFLM-compressed models: TFLM's DECODE operator is registered
+// (HELLO's DECODE capability; built with -DTINYFARM_TFLM_COMPRESSION=ON).
+bool decodes();
+// Alternate decompression memory where DECODE writes decoded weights outside the arena: its size
+// (0 without one) and what the loaded model's DECODE outputs take of it (0 when not compressed).
+uint32_t decompression_capacity();
+uint32_t decompression_used();
 
 // Build an interpreter for a verified model that stays at `model` for as long as it is loaded.
 Status load(const uint8_t* model, size_t size, uint8_t* inputs, uint8_t* outputs);

@@ -16,6 +16,9 @@ bool available() { return false; }
 const char* version() { return "none"; }
 uint32_t arena_capacity() { return 0; }
 uint32_t arena_used() { return 0; }
+bool decodes() { return false; }
+uint32_t decompression_capacity() { return 0; }
+uint32_t decompression_used() { return 0; }
 Status load(const uint8_t*, size_t, uint8_t* inputs, uint8_t* outputs) {
   *inputs = 0;
   *outputs = 0;

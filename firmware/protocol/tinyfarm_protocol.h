@@ -53,6 +53,7 @@
 #define TFP_MSG_GET_OUTPUT 0x23u
 #define TFP_MSG_BENCH 0x24u
 #define TFP_MSG_ARENA 0x25u
+#define TFP_MSG_DECOMPRESSION 0x26u
 
 /* ---- error codes ---- */
 #define TFP_ERR_OK 0u
@@ -73,10 +74,12 @@
 #define TFP_ERR_INVOKE_FAILED 15u
 #define TFP_ERR_DEVICE_FAULT 16u
 #define TFP_ERR_INTERNAL 17u
+#define TFP_ERR_COMPRESSION_UNSUPPORTED 18u
 
 /* ---- capabilities ---- */
 #define TFP_CAP_ENGINE 0x01u
 #define TFP_CAP_PACED 0x02u
+#define TFP_CAP_DECODE 0x04u
 
 /* ---- model status bits (MODEL_END) ---- */
 #define TFP_MODEL_VERIFIED 0x01u
@@ -216,5 +219,12 @@
 #define TFP_ARENA_RSP_CAPACITY_OFFSET 4u
 #define TFP_ARENA_RSP_CAPACITY_SIZE 4u
 #define TFP_ARENA_RSP_BYTES 8u  /* exact payload size */
+
+#define TFP_DECOMPRESSION_REQ_BYTES 0u  /* exact payload size */
+#define TFP_DECOMPRESSION_RSP_USED_OFFSET 0u
+#define TFP_DECOMPRESSION_RSP_USED_SIZE 4u
+#define TFP_DECOMPRESSION_RSP_CAPACITY_OFFSET 4u
+#define TFP_DECOMPRESSION_RSP_CAPACITY_SIZE 4u
+#define TFP_DECOMPRESSION_RSP_BYTES 8u  /* exact payload size */
 
 #endif /* TINYFARM_PROTOCOL_H */

@@ -174,6 +174,25 @@ def test_invoke_without_engine_or_model_is_a_clear_error(link):
             assert link.request(msg, payload).error["code"] == ErrorCode.NO_ENGINE
 
 
+def test_decompression_follows_the_decode_capability(link, shared_models):
+    """DECODE implies an engine; DECOMPRESSION answers like ARENA (NO_ENGINE without an engine,
+    NO_MODEL before a load), then (used, capacity): 0 used for a model without DECODE operators."""
+    info = link.hello()
+    caps = info["capabilities"]
+    assert not caps & Capability.DECODE or caps & Capability.ENGINE
+    link.request(MsgType.RESET)
+    info = link.hello()
+    r = link.request(MsgType.DECOMPRESSION)
+    if not caps & Capability.ENGINE:
+        assert r.error["code"] == ErrorCode.NO_ENGINE
+        return
+    assert r.error["code"] == ErrorCode.NO_MODEL
+    model = (shared_models / "hello_world_int8.tflite").read_bytes()
+    assert upload(link, model, info)["status"] & ModelStatus.LOADED
+    used, capacity = link.request(MsgType.DECOMPRESSION).fields().values()
+    assert used == 0 and capacity >= 0
+
+
 def test_unknown_command(link):
     link.hello()
     r = link.request(0x7E, b"")

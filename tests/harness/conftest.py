@@ -38,3 +38,13 @@ def unsupported_op_model(hello_int8: bytes) -> bytes:
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+@pytest.fixture(scope="session")
+def compressed_hello(hello_int8: bytes) -> bytes:
+    """hello_world int8 with its three weight tensors LUT-compressed (three DECODE operators)."""
+    from pipeline.tflm_compress import compress_weights
+
+    compressed = compress_weights(hello_int8, "lut", min_saving_bytes=-(1 << 20), require_smaller=False)
+    assert compressed is not None and len(compressed.tensors) == 3
+    return compressed.model

@@ -18,6 +18,7 @@ TINY = {
     "evaluate": {"max_test_samples": 60},
     "tflm": {"max_samples": 30},
     "report": {"plot": True},
+    "search": {"enabled": False},  # the search loop has its own tests (test_search_stage.py)
 }
 
 REQUIRED_VARIANT_KEYS = {"name", "kind", "accuracy", "size_bytes", "sparsity", "path"}

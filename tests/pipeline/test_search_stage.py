@@ -1,0 +1,99 @@
+"""The search stage on tiny models: candidates measured, compressed bit-identically, chosen for the goal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import parse_config
+from pipeline.stages import run_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+
+TINY_SEARCH = {
+    "baseline": {"width": 8, "depth": 2, "dense_units": 16, "epochs": 4},
+    "prune": {"enabled": False},
+    "quantize": {"qat": False},
+    "export": {"baseline_kinds": ["int8"], "pruned_kinds": [], "representative_samples": 20,
+               "c_array": True},
+    "search": {"steps": [{"width": 1.0, "sparsity": 0.75, "clusters": 8}, {"width": 0.5, "clusters": 8}],
+               "fine_tune_epochs": 2, "prune_epochs": 2, "cluster_epochs": 1, "qat_epochs": 1,
+               "stop_early": False},
+    "tflm": {"max_samples": 40},
+    "deploy": {"enabled": False},
+    "report": {"plot": True},
+}
+
+
+@pytest.mark.slow
+def test_search_measures_compresses_and_chooses(tmp_path, small_digits):
+    cfg = parse_config({**TINY_SEARCH, "target": {"flash_bytes": 1 << 20, "goal": "smallest",
+                                                  "max_drop": None}})
+    out = tmp_path / "run"
+    run_pipeline(cfg, out, splits=small_digits, log=lambda line: None)
+    report = json.loads((out / "report.json").read_text())
+    search = report["search"]
+    names = [c["name"] for c in search["candidates"]]
+    assert names == ["baseline_int8", "search_w100_s75_c8", "search_w50_c8"]
+    for v in report["variants"]:
+        for key in ("flash_bytes", "ram_bytes", "macs", "compression", "fits"):
+            assert key in v, (v["name"], key)
+    sparse = next(c for c in search["candidates"] if c["name"] == "search_w100_s75_c8")
+    enc = sparse["encodings"]
+    # The same int8 weights, stored three ways: each smaller than the plain file, each bit-identical.
+    for method in ("lut", "prune"):
+        assert enc[method]["bytes"] < enc["none"]["bytes"] < sparse["int8_bytes"], enc
+        assert enc[method]["bit_identical"] and enc[method]["compared"] == len(small_digits.x_test)
+    assert enc["none"]["bit_identical"]  # the TFLM-only trim alone (one zero point per tensor)
+    assert sparse["flash_bytes"] == enc["auto"]["bytes"] <= min(enc["lut"]["bytes"], enc["prune"]["bytes"])
+    narrow = next(c for c in search["candidates"] if c["name"] == "search_w50_c8")
+    assert narrow["macs"] < sparse["macs"]  # structured pruning cuts compute, not only bytes
+    # No floor, everything fits: the smallest wins, is the deployable model and is what TFLM checked.
+    smallest = min(search["candidates"], key=lambda c: c["flash_bytes"])
+    assert search["met"] and search["chosen"] == smallest["name"]
+    dep = report["deployable"]
+    assert dep["copy_of"] == smallest["name"] and dep["tflm_only"]
+    assert dep["compression"] == smallest["compression"]
+    assert (out / dep["path"]).stat().st_size == smallest["flash_bytes"]
+    assert sum(dep["bytes"].values()) == smallest["flash_bytes"]
+    tflm = dep["tflm"]
+    assert tflm["model"].endswith(".tflm.tflite")
+    assert ("DECODE" in " ".join(tflm["ops"]).upper()) == bool(dep["compression"])
+    assert tflm["identical_share"] == 1.0 or tflm["within_one_step_share"] == 1.0
+    assert tflm["compared"] == 40 and tflm["same_top_class_share"] == 1.0
+    assert (out / "accuracy_vs_budget.png").stat().st_size > 1000
+    assert "## Fitting the target" in (out / "report.md").read_text()
+
+    # A changed budget re-uses the trained candidates: nothing is trained again.
+    lines: list[str] = []
+    cfg2 = parse_config({**TINY_SEARCH, "target": {"flash_bytes": 1 << 20, "goal": "accurate",
+                                                   "max_drop": None}})
+    run_pipeline(cfg2, out, splits=small_digits, log=lines.append)
+    again = json.loads((out / "report.json").read_text())["search"]
+    assert [c["flash_bytes"] for c in again["candidates"]] == [c["flash_bytes"] for c in search["candidates"]]
+    best = max(again["candidates"], key=lambda c: (c["accuracy"], -c["flash_bytes"]))
+    assert again["chosen"] == best["name"]
+
+
+@pytest.mark.slow
+def test_unmeetable_budget_is_one_line_and_a_full_report(tmp_path):
+    config = {**TINY_SEARCH, "dataset": {"name": "digits"}, "tflm": {"enabled": False},
+              "search": {**TINY_SEARCH["search"], "steps": [{"width": 0.5, "clusters": 8}]},
+              "target": {"flash_bytes": 512, "goal": "smallest", "max_drop": None}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "tinyfarm.cli", "run", str(path), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: target not met") and "over the flash budget" in last, proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr
+    search = json.loads((out / "report.json").read_text())["search"]
+    assert not search["met"] and len(search["candidates"]) == 2
+    assert all(not c["fits"] for c in search["candidates"])
