@@ -145,6 +145,14 @@ class InternalError(DeviceReplyError):
     retryable = True
 
 
+class BusyError(DeviceReplyError):
+    """BUSY: another host holds the device (a shared twin or serial server); the message names it; try again when it is released."""
+
+    code = 18
+    name = "BUSY"
+    retryable = True
+
+
 BY_CODE: dict[int, type[DeviceReplyError]] = {
     1: UnknownCommandError,
     2: MalformedError,
@@ -163,6 +171,7 @@ BY_CODE: dict[int, type[DeviceReplyError]] = {
     15: InvokeFailedError,
     16: DeviceFaultError,
     17: InternalError,
+    18: BusyError,
 }
 
 

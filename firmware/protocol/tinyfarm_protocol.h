@@ -73,6 +73,7 @@
 #define TFP_ERR_INVOKE_FAILED 15u
 #define TFP_ERR_DEVICE_FAULT 16u
 #define TFP_ERR_INTERNAL 17u
+#define TFP_ERR_BUSY 18u
 
 /* ---- capabilities ---- */
 #define TFP_CAP_ENGINE 0x01u
