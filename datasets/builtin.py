@@ -9,6 +9,9 @@ from typing import Callable
 
 import numpy as np
 
+from tinyfarm.atomic_files import atomic_path
+from tinyfarm.errors import StorageError
+
 RawSplits = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x_train, y_train, x_test, y_test
 
 
@@ -60,11 +63,9 @@ def _mnist1d() -> RawSplits:
     raw = (data["x"].astype(np.float32)[..., None], data["y"].astype(np.int64),
            data["x_test"].astype(np.float32)[..., None], data["y_test"].astype(np.int64))
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, x_train=raw[0], y_train=raw[1], x_test=raw[2], y_test=raw[3])
-        tmp.replace(cache)
-    except OSError:
+        with atomic_path(cache) as tmp:
+            np.savez(tmp, x_train=raw[0], y_train=raw[1], x_test=raw[2], y_test=raw[3])
+    except (OSError, StorageError):
         pass  # a read-only home only costs the regeneration time
     return raw
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyfarm.array_files import check_kind
 from tinyfarm.errors import DataError
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -19,8 +20,9 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     class indices ``>= 0`` of shape ``(n,)``. Every inconsistency is a one-line :class:`DataError`.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"data file not found: {path}")
+    check_kind(path, "npz", f"a data .npz (np.savez with {', '.join(REQUIRED_KEYS)})")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in REQUIRED_KEYS if k not in z.files]
@@ -30,8 +32,14 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
             arrays = {k: z[k] for k in REQUIRED_KEYS}
     except DataError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"cannot read {path} as a .npz: {exc}") from None
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DataError(f"{path.name}: holds Python objects (an object array), which tinyfarm "
+                            "does not load: save numeric arrays") from None
+        raise DataError(f"cannot read {path} as a .npz: {str(exc).splitlines()[0][:200]}") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc).strip() else "damaged"
+        raise DataError(f"cannot read {path} as a .npz: {detail}") from None
 
     for part in ("train", "test"):
         x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]

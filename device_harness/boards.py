@@ -10,10 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tinyfarm.errors import ConfigError
+from tinyfarm import safe_yaml
+from tinyfarm.errors import ConfigError, short
 
 BOARDS_PATH = Path(__file__).with_name("boards.yaml")
 
@@ -38,7 +38,7 @@ class BoardProfile(BaseModel):
 
 @lru_cache(maxsize=None)
 def _load(path: str = str(BOARDS_PATH)) -> tuple[str, dict[str, BoardProfile]]:
-    raw = yaml.safe_load(Path(path).read_text())
+    raw = safe_yaml.load(Path(path).read_text(), source=str(path))
     try:
         boards = {name: BoardProfile(name=name, **fields) for name, fields in raw["boards"].items()}
     except ValidationError as exc:
@@ -61,4 +61,4 @@ def get_board(name: str | None = None) -> BoardProfile:
     try:
         return boards[name]
     except KeyError:
-        raise ConfigError(f"unknown board profile {name!r} (known: {', '.join(sorted(boards))})") from None
+        raise ConfigError(f"unknown board profile {short(name)} (known: {', '.join(sorted(boards))})") from None

@@ -15,7 +15,11 @@ from typing import Any
 
 import click
 
-from tinyfarm.errors import ConfigError, DataError, DeviceError
+from device_harness import limits
+from device_harness.cli_types import ARENA_BYTES, BAUD, PORT, seconds
+from tinyfarm.array_files import load_npy
+from tinyfarm.atomic_files import atomic_path
+from tinyfarm.errors import ConfigError, DeviceError
 
 
 # ---- shared options and plumbing -----------------------------------------------------------------
@@ -25,10 +29,11 @@ def device_options(fn):
                      help="twin, twin:BOARD, a pyserial URL (socket://, rfc2217://, loop://), a device "
                           "path, or a registered device (qemu, qemu:ELF, renode:ELF, farm names)."),
         click.option("--board", default=None, help="Board profile of a twin started by --device twin."),
-        click.option("--arena-bytes", type=int, default=None, help="Override the twin's tensor arena size."),
+        click.option("--arena-bytes", type=ARENA_BYTES, default=None,
+                     help="Override the twin's tensor arena size (bytes)."),
         click.option("--pace/--no-pace", default=False,
                      help="A twin paces its line at the board's baud rate (transfer times of the board)."),
-        click.option("--baud", type=int, default=None,
+        click.option("--baud", type=BAUD, default=None,
                      help="Line rate: for a twin, pace at it; for a URL, the real rate (scales timeouts)."),
         click.option("--farm", type=click.Path(dir_okay=False), envvar="TINYFARM_FARM", default=None,
                      help="Farm file whose device names and labels --device may use [env: TINYFARM_FARM]."),
@@ -100,26 +105,34 @@ def _load_model(path: str) -> bytes:
 # ---- twin ----------------------------------------------------------------------------------------
 @click.command("twin")
 @click.option("--board", default=None, help="Board profile (see boards.yaml); default: the default profile.")
-@click.option("--arena-bytes", type=int, default=None, help="Override the profile's tensor arena size.")
+@click.option("--arena-bytes", type=ARENA_BYTES, default=None, help="Override the profile's tensor arena size.")
 @click.option("--tcp", is_flag=True, help="Serve on a loopback TCP port (socket://) instead of a pty.")
-@click.option("--port", type=int, default=0, help="TCP port with --tcp (0: any free port).")
+@click.option("--port", type=PORT, default=0, help="TCP port with --tcp (0: any free port).")
 @click.option("--pace", is_flag=True, help="Pace the line at the profile's baud rate.")
-@click.option("--baud", type=int, default=None, help="Pace the line at this baud rate.")
+@click.option("--baud", type=BAUD, default=None, help="Pace the line at this baud rate.")
+@click.option("--idle-timeout", type=seconds(min_open=False), default=limits.DEFAULT_IDLE_TIMEOUT_S,
+              show_default=True, help="With --tcp: drop a client silent for this many seconds, so a "
+                                      "forgotten connection cannot hold the twin (0: never).")
 @click.option("--json", "as_json", is_flag=True, help="Print the URL and profile as one JSON line.")
-def twin(board, arena_bytes, tcp, port, pace, baud, as_json) -> None:
-    """Serve a TFLM device twin on a pty (or loopback TCP) and print its URL; Ctrl-C stops it."""
+def twin(board, arena_bytes, tcp, port, pace, baud, idle_timeout, as_json) -> None:
+    """Serve a TFLM device twin on a pty (or loopback TCP) and print its URL; Ctrl-C stops it.
+
+    Over TCP one client holds the twin at a time; another one is answered BUSY naming the holder."""
     from device_harness.boards import get_board  # noqa: PLC0415
     from device_harness.twin.server import TwinServer  # noqa: PLC0415
 
     profile = get_board(board).with_overrides(arena_bytes=arena_bytes)
     line_baud = baud or (profile.baud if pace else None)
     try:
-        server = TwinServer(profile, tcp=tcp, port=port, baud=line_baud)
+        server = TwinServer(profile, tcp=tcp, port=port, baud=line_baud, idle_timeout_s=idle_timeout)
+    except ValueError as exc:
+        raise ConfigError(f"cannot serve the twin: {exc}") from None
     except OSError as exc:
-        raise DeviceError(f"cannot serve the twin: {exc}") from None
+        raise DeviceError(f"cannot serve the twin: {exc.strerror or exc}") from None
     if as_json:
         click.echo(json.dumps({"url": server.url, "board": profile.name, "arena_bytes": profile.arena_bytes,
-                               "max_model_bytes": profile.max_model_bytes, "paced_baud": line_baud}))
+                               "max_model_bytes": profile.max_model_bytes, "paced_baud": line_baud,
+                               "idle_timeout_s": idle_timeout if tcp else None}))
     else:
         click.echo(server.url)
         pacing = f", line paced at {line_baud} baud" if line_baud else ""
@@ -189,12 +202,7 @@ def invoke(model, inputs, output_dir, device, board, arena_bytes, pace, baud, fa
     import numpy as np  # noqa: PLC0415
 
     data = _load_model(model)
-    arrays = []
-    for path in inputs:
-        try:
-            arrays.append(np.load(path, allow_pickle=False))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: not a readable .npy file ({str(exc).splitlines()[0]})") from None
+    arrays = [load_npy(path) for path in inputs]
     with session_for(device, board, arena_bytes, pace, baud, farm) as session:
         session.require_engine(_upload(session, data, Path(model).name, not as_json))
         outputs, ticks = session.invoke(arrays)
@@ -204,7 +212,8 @@ def invoke(model, inputs, output_dir, device, board, arena_bytes, pace, baud, fa
     files = []
     for i, arr in enumerate(outputs):
         path = out_dir / f"output_{i}.npy"
-        np.save(path, arr)
+        with atomic_path(path) as tmp:
+            np.save(tmp, arr)
         files.append(str(path))
     us = ticks * 1e6 / tick_hz if tick_hz else None
     out = {"model": str(model), "outputs": files, "shapes": [list(a.shape) for a in outputs],
@@ -226,7 +235,7 @@ def bench(model, runs, warmup, inputs, device, board, arena_bytes, pace, baud, f
     import numpy as np  # noqa: PLC0415
 
     data = _load_model(model)
-    arrays = [np.load(p, allow_pickle=False) for p in inputs] if inputs else None
+    arrays = [load_npy(p) for p in inputs] if inputs else None
     with session_for(device, board, arena_bytes, pace, baud, farm) as session:
         session.require_engine(_upload(session, data, Path(model).name, not as_json))
         if arrays is None:

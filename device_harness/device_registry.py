@@ -30,7 +30,7 @@ import os
 from typing import Any, Callable
 
 from device_harness.backends.base import Backend, UrlBackend
-from tinyfarm.errors import DeviceError
+from tinyfarm.errors import ConfigError, DeviceError, short
 
 Factory = Callable[..., Backend]
 Resolver = Callable[..., "Backend | None"]
@@ -108,6 +108,11 @@ def resolve_device(spec: str, **options: Any) -> Backend:
     """
     spec = (spec or "twin").strip()
     if "://" in spec:
+        from device_harness.transports.url_check import url_problem  # noqa: PLC0415
+
+        problem = url_problem(spec)
+        if problem:
+            raise ConfigError(f"--device {short(spec, 120)}: {problem}")
         return UrlBackend(spec, baud=options.get("baud"))
     if spec.startswith("/") or spec.startswith("./") or os.path.exists(spec):
         if not os.path.exists(spec):
@@ -127,5 +132,5 @@ def resolve_device(spec: str, **options: Any) -> Backend:
         backend = resolver(spec, **options)
         if backend is not None:
             return backend
-    raise DeviceError(f"unknown device {spec!r}: use twin, twin:BOARD, a pyserial URL, a device path, "
+    raise DeviceError(f"unknown device {short(spec)}: use twin, twin:BOARD, a pyserial URL, a device path, "
                       f"or one of: {', '.join(known_devices())}")

@@ -126,7 +126,10 @@ class Link:
             # non-blocking: _writev waits in select() with a deadline, so a device that stops
             # reading raises DeviceTimeout instead of hanging the host forever
             os.set_blocking(self._write_fd, False)
-        port.reset_input_buffer()
+        try:
+            port.reset_input_buffer()
+        except (OSError, serial.SerialException) as exc:  # the device hung up as we connected
+            raise LinkLost(f"lost the line to {self.name}: {_first_line(exc)}") from None
 
     def close(self) -> None:
         try:

@@ -30,7 +30,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tinyfarm import provenance
-from tinyfarm.errors import ConfigError, DeviceError, DeviceReplyError, TinyfarmError
+from tinyfarm import safe_yaml
+from tinyfarm.errors import ConfigError, DeviceError, DeviceReplyError, TinyfarmError, short
 
 SUITES_DIR = Path(__file__).with_name("regress_suites")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ class ModelEntry(BaseModel):
     @model_validator(mode="after")
     def _one_source(self) -> "ModelEntry":
         if (self.path is None) == (self.synthetic_bytes is None):
-            raise ValueError(f"model {self.name!r}: give exactly one of path / synthetic_bytes")
+            raise ValueError(f"model {short(self.name)}: give exactly one of path / synthetic_bytes")
         return self
 
 
@@ -92,9 +93,9 @@ def load_suite(spec: str) -> tuple[Suite, Path]:
         path = SUITES_DIR / f"{spec}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.yaml")))
-        raise ConfigError(f"suite {spec!r} not found (a YAML path, or one of: {known})")
+        raise ConfigError(f"suite {short(spec)} not found (a YAML path, or one of: {known})")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = safe_yaml.load(path.read_text(), source=str(path))
         return Suite(**raw), path.resolve()
     except (yaml.YAMLError, TypeError) as exc:
         raise ConfigError(f"{path}: not a valid suite file: {exc}") from None
@@ -112,7 +113,7 @@ def model_bytes(entry: ModelEntry, suite_path: Path) -> bytes:
     else:
         path = (suite_path.parent / entry.path).resolve()
     if not path.is_file():
-        raise ConfigError(f"model {entry.name!r}: {path} not found"
+        raise ConfigError(f"model {short(entry.name)}: {path} not found"
                           + (" (set TINYFARM_SHARED_MODELS)" if entry.path.startswith("shared:") else ""))
     return path.read_bytes()
 

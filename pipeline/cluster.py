@@ -55,10 +55,26 @@ def cluster_model(model: keras.Model, splits: Any, *, clusters: int, preserve_sp
     start = time.perf_counter()
     copy = keras.models.clone_model(model)  # the wrappers train the weights they wrap: a copy
     copy.set_weights(model.get_weights())
-    wrapped = clustering.cluster_weights(
-        copy, number_of_clusters=int(clusters),
-        cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
-        preserve_sparsity=preserve_sparsity)
+    kwargs = dict(number_of_clusters=int(clusters), preserve_sparsity=preserve_sparsity,
+                  cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS)
+    skipped: list[str] = []
+
+    def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
+        # k-means++ needs more points than centroids (per sign, after pruning): a kernel with few
+        # (non-zero) weights is left as it is — clustering it would save a few bytes at best.
+        # With preserve_sparsity the positive and negative weights are clustered apart. A skipped
+        # layer is frozen meanwhile, so its pruned zeros stay zero.
+        if isinstance(layer, PRUNABLE):
+            kernel = layer.get_weights()[0]
+            points = (min(np.count_nonzero(kernel > 0), np.count_nonzero(kernel < 0))
+                      if preserve_sparsity else kernel.size)
+            if points >= clusters:
+                return clustering.cluster_weights(layer, **kwargs)
+            skipped.append(layer.name)
+            layer.trainable = not preserve_sparsity
+        return layer
+
+    wrapped = keras.models.clone_model(copy, clone_function=wrap)  # TF-MOT's per-layer way
     if fit is None:
         def fit(wrapped_model: keras.Model, callbacks: list) -> dict:
             return fit_classifier(wrapped_model, splits, epochs=epochs, batch_size=batch_size,
@@ -67,7 +83,11 @@ def cluster_model(model: keras.Model, splits: Any, *, clusters: int, preserve_sp
 
     history = fit(wrapped, [])
     stripped = clustering.strip_clustering(wrapped)
+    for layer in stripped.layers:
+        if layer.name in skipped:
+            layer.trainable = True
     return stripped, {"clusters": int(clusters), "preserve_sparsity": preserve_sparsity,
+                      "not_clustered": skipped,
                       "unique_values_per_layer": unique_values_per_layer(stripped),
                       "kernel_sparsity": kernel_sparsity(stripped), "history": history,
                       "seconds": round(time.perf_counter() - start, 3)}
@@ -82,9 +102,9 @@ def cqat_scheme(preserve_sparsity: bool = True) -> object:
 def _reloaded(model: keras.Model) -> keras.Model:
     """The model saved to a temporary ``.keras`` file and loaded back (fresh layers, same weights)."""
     with tempfile.TemporaryDirectory(prefix="tinyfarm_cqat_") as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        return keras.models.load_model(path, compile=False)
+        tmp_file = Path(tmp) / "model.keras"  # scratch in a private folder, not a result
+        model.save(tmp_file)
+        return keras.models.load_model(tmp_file, compile=False)
 
 
 def make_cqat_model(model: keras.Model, *, preserve_sparsity: bool = True) -> keras.Model:

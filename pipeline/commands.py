@@ -15,7 +15,7 @@ from tinyfarm.errors import BudgetError, ConfigError
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder: variants, report.json, report.md, per-stage records.")
 @click.option("--force", is_flag=True, help="Re-run every stage even if its inputs are unchanged.")
-@click.option("--seed", type=int, default=None, help="Override the config's seed.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None, help="Override the config's seed.")
 def run(config: Path | None, out_dir: Path, force: bool, seed: int | None) -> None:
     """Train, prune, quantize, export, evaluate and TFLM-check a model from CONFIG.
 

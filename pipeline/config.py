@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.distill_config import DistillSection
 from pipeline.search_config import SearchSection, TargetSection
-from tinyfarm.errors import ConfigError
+from tinyfarm import safe_yaml
+from tinyfarm.errors import ConfigError, short
 
 VariantKind = Literal["float32", "dynamic", "float16", "int8", "int16x8"]
 
@@ -50,6 +51,9 @@ class BaselineSection(TrainSettings):
     """Stage 1: a small CNN built from width/depth, or a user's tf-keras model file."""
 
     model_path: Path | None = Field(None, description="a tf-keras model (.keras or .h5) used instead of the CNN")
+    trust_model_code: bool = Field(False, description="load user model files (here and in distill) even "
+                                   "if they carry code: Lambda layers, custom classes (only for files "
+                                   "you trust: their code runs)")
     train: bool = Field(True, description="train the model (False: use a user model as it is)")
     family: Literal["auto", "cnn2d", "cnn1d"] = "auto"
     width: int = Field(32, ge=1, description="filters in the first conv block")
@@ -168,7 +172,7 @@ class PipelineConfig(Section):
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
+    return ".".join(str(p) if len(str(p)) <= 80 else short(str(p)) for p in loc) or "(top level)"
 
 
 def validation_message(err: ValidationError, source: str) -> str:
@@ -213,7 +217,7 @@ def load_config(path: str | Path | None) -> PipelineConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml.load(text, source=str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

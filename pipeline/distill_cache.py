@@ -23,6 +23,7 @@ import numpy as np
 from filelock import FileLock
 
 from pipeline.keras_env import keras
+from tinyfarm.atomic_files import atomic_path
 from tinyfarm.provenance import library_versions
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,6 @@ def teacher_logits(teacher: keras.Model, inputs: dict[str, np.ndarray], cache_di
                 "teacher": teacher.name, "teacher_sha256": t_hash, "inputs_sha256": d_hash,
                 "num_classes": int(next(iter(logits.values())).shape[-1]),
                 "samples": {n: int(len(v)) for n, v in logits.items()}, "versions": library_versions()}
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, metadata=np.array(json.dumps(meta)), **{f"logits_{n}": v for n, v in logits.items()})
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, metadata=np.array(json.dumps(meta)), **{f"logits_{n}": v for n, v in logits.items()})
     return logits, {**meta, "path": str(path), "reused": False}

@@ -21,7 +21,8 @@ def student_builder(config, data) -> tuple[Callable[[], "object"], dict]:
 
     spec, base = config.distill.student, config.baseline
     if spec.model_path is not None:
-        template = as_logits_model(load_user_model(spec.model_path), probe=data.x_train[:16])
+        user_model = load_user_model(spec.model_path, trust_code=base.trust_model_code)
+        template = as_logits_model(user_model, probe=data.x_train[:16])
 
         def from_file():
             # The file gives the architecture; weights are drawn from the seed, so the scratch and
@@ -56,7 +57,7 @@ def load_teacher(config, baseline_model_path: Path | None):
 
     path = config.distill.teacher_path()
     if path is not None:
-        return load_user_model(path), str(path)
+        return load_user_model(path, trust_code=config.baseline.trust_model_code), str(path)
     if baseline_model_path is None or not Path(baseline_model_path).is_file():
         raise ConfigError("distill.teacher: 'baseline' needs the baseline stage's model, which is missing")
     return keras.models.load_model(baseline_model_path, compile=False), "baseline"

@@ -27,6 +27,7 @@ import numpy as np
 from pipeline.distill_models import check_compatible, compress_student, load_teacher, student_builder
 from pipeline.run_context import StageContext
 from pipeline.training_stages import save_stage_model
+from tinyfarm.atomic_files import write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class VariantFiles:
 
     def write(self, key: str, model_bytes: bytes, kind: str, method: str) -> None:
         path = self.dir / f"{VARIANTS[key]}.tflite"
-        path.write_bytes(model_bytes)
+        write_bytes(path, model_bytes)
         self.ctx.output(path)
         logger.debug("distill: wrote %s", path)
         self.entries.append({"name": VARIANTS[key], "kind": kind, "path": self.ctx.rel(path),

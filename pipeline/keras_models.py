@@ -104,18 +104,33 @@ def without_softmax(model: keras.Model) -> keras.Model:
     return model
 
 
-def load_user_model(path: str | Path) -> keras.Model:
-    """Load a user's tf-keras model (``.keras``, ``.h5`` or a SavedModel folder), one-line errors."""
+def load_user_model(path: str | Path, trust_code: bool = False) -> keras.Model:
+    """Load a user's tf-keras model (``.keras``, ``.h5`` or a SavedModel folder), one-line errors.
+
+    Unless ``trust_code`` (``baseline.trust_model_code``), no code from the file runs: its config
+    is checked first (:func:`pipeline.model_files.sniff_model_file`: no Lambda, no module to
+    import, only tf-keras' own layers) and ``.keras`` files load in Keras' safe mode. With
+    ``trust_code`` the file loads as Keras would load it, Lambda layers included.
+    """
     path = Path(path)
-    sniff_model_file(path)
+    sniff_model_file(path, trust_code=trust_code, known_layer=_builtin_layer)
     try:
-        model = keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False, safe_mode=not trust_code)
     except Exception as exc:  # noqa: BLE001 - any loader failure is the user's file, say so in one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load {path} as a tf-keras model: {first[:200]}") from None
     if not isinstance(model, keras.Model):
         raise ModelError(f"{path} is not a tf-keras model")
     return model
+
+
+# Layer classes a model config may name besides ``keras.layers.*``: models, and the layers the
+# functional API makes of ``tf.*`` calls (checked by refuse_model_code to call maths only).
+_MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model", "TFOpLambda", "SlicingOpLambda"})
+
+
+def _builtin_layer(name: str) -> bool:
+    return name in _MODEL_CLASSES or isinstance(getattr(keras.layers, name, None), type)
 
 
 def check_model_fits(model: keras.Model, input_shape: tuple[int, ...], num_classes: int, source: str) -> None:

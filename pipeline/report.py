@@ -17,6 +17,7 @@ from pipeline.budget import resolve_budget
 from pipeline.run_context import StageResult, record_path
 from pipeline.search_report import plot_budget, render_search, variant_budget_fields
 from tinyfarm import __version__
+from tinyfarm.atomic_files import atomic_path, write_text
 from tinyfarm.provenance import command_line, library_versions, sha256_file, write_json
 
 if TYPE_CHECKING:
@@ -126,7 +127,8 @@ def plot_accuracy_vs_size(variants: list[dict], path: Path, title: str) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -233,12 +235,16 @@ def write_reports(ctx: "StageContext") -> dict[str, str]:
                     f"{report['dataset']['name']}: candidates against the budget")
     report["files"] = files
     write_json(ctx.path("report.json"), report)
-    ctx.path("report.md").write_text(render_markdown(report, plot_name))
+    write_text(ctx.path("report.md"), render_markdown(report, plot_name))
     logger.debug("report: wrote %s", ", ".join(str(ctx.path(f)) for f in files.values()))
     ctx.results.pop("report", None)
     return files
 
 
 def run_report(ctx: "StageContext") -> dict:
-    """Stage ``report``: report.json, report.md and the accuracy-vs-size plot."""
-    return {"files": write_reports(ctx)}
+    """Stage ``report``: report.json, report.md and the accuracy-vs-size plot (declared, so a
+    plot the config no longer asks for is removed)."""
+    files = write_reports(ctx)
+    for name in files.values():
+        ctx.output(ctx.path(name))
+    return {"files": files}

@@ -126,6 +126,9 @@ def plot_budget(search: dict, path: Path, title: str) -> Path:
     axes[0].set_ylabel(f"accuracy on {b['select_on']} (%)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, bbox_inches="tight")
+    from tinyfarm.atomic_files import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, bbox_inches="tight", format="png")
     plt.close(fig)
     return path

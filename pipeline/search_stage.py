@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 
 from pipeline.run_context import StageContext
 from pipeline.tflite_stages import DEPLOYABLE
@@ -93,13 +92,11 @@ def _cached_candidate(cache, step, key: str):
 
 
 def _store_candidate(cache, step, key: str, int8: bytes, info: dict) -> None:
-    from tinyfarm.provenance import write_json
+    from tinyfarm.atomic_files import write_bytes, write_json
 
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f".{step.label}.tflite.partial"
-    tmp.write_bytes(int8)
-    tmp.replace(cache / f"{step.label}.tflite")
-    write_json(cache / f"{step.label}.json", {"key": key, "info": info})
+    write_bytes(cache / f"{step.label}.tflite", int8)
+    write_json(cache / f"{step.label}.json", {"key": key, "info": info})  # last: the key vouches
 
 
 def run_search(ctx: StageContext) -> dict:
@@ -110,6 +107,7 @@ def run_search(ctx: StageContext) -> dict:
     from pipeline.search_candidate import candidate_key, selection_split, train_candidate
     from pipeline.search_report import compression_note
     from pipeline.train import keras_accuracy
+    from tinyfarm.atomic_files import write_bytes
     from tinyfarm.provenance import sha256_file
 
     cfg, target, export, data = ctx.section, ctx.config.target, ctx.config.export, ctx.data()
@@ -132,8 +130,7 @@ def run_search(ctx: StageContext) -> dict:
         stored = figures.pop("_stored", None)
         if variant is not None:
             if stored is not None:
-                path = ctx.output(ctx.path(f"variants/{name}.tflm.tflite"))
-                path.write_bytes(stored)
+                path = write_bytes(ctx.output(ctx.path(f"variants/{name}.tflm.tflite")), stored)
                 variant.update(tflm_path=ctx.rel(path), decompression_bytes=figures["decompression_bytes"])
             variants.append(variant)
         cand = Candidate(name, figures["flash_bytes"], figures["ram_bytes"], figures["accuracy"],
@@ -163,8 +160,7 @@ def run_search(ctx: StageContext) -> dict:
             int8, info = hit
             console.print(f"  {step.label}: trained before (same inputs), re-measured")
         name = f"search_{step.label}"
-        path = ctx.output(ctx.path(f"variants/{name}.tflite"))
-        path.write_bytes(int8)
+        path = write_bytes(ctx.output(ctx.path(f"variants/{name}.tflite")), int8)
         add(name, int8, info, {"name": name, "kind": "int8", "path": ctx.rel(path), "source": "search",
                                 "method": info.get("method")})
 
@@ -179,7 +175,7 @@ def run_search(ctx: StageContext) -> dict:
         variant = next((v for v in ctx.variants() + variants if v["name"] == chosen["name"]), None)
         source = ctx.path(variant.get("tflm_path") or variant["path"])
         deploy_path = ctx.output(ctx.path(DEPLOYABLE), name="deployable")
-        shutil.copyfile(source, deploy_path)
+        write_bytes(deploy_path, source.read_bytes())
         summary["deployable"] = {"path": DEPLOYABLE, "copy_of": chosen["name"], "kind": "int8",
                                  "source": variant.get("source"), "method": variant.get("method"),
                                  "tflm_only": bool(variant.get("tflm_path")),

@@ -9,6 +9,11 @@ artifacts reused; otherwise it runs and a new record is written (config, seed, v
 output hashes, named artifacts, summary, time). Changing anything upstream therefore re-runs
 everything after it, and nothing else.
 
+Nothing stale stays beside the new results: a stage that runs again removes the files its
+previous record lists and this run did not write (a variant kind dropped from the config, its
+reference outputs), and a stage the config now disables has its recorded files and its folder
+removed. Only files a record lists, inside the run folder, are ever removed.
+
 This module imports no stage: what a stage is and sees is ``pipeline/run_context.py``.
 """
 
@@ -68,9 +73,10 @@ def _section_dump(config: PipelineConfig, name: str) -> Any:
 
 def _load_record(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        record = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
         return None
+    return record if isinstance(record, dict) else None
 
 
 def _changed_output(out_dir: Path, outputs: dict[str, str]) -> str | None:
@@ -102,14 +108,15 @@ def preflight(ctx: StageContext):
     """Check what the user gave before anything prints or trains: bad input fails in one line.
 
     The data set is loaded and validated, and a user model file is checked for existence and
-    format without importing TensorFlow (:func:`pipeline.model_files.sniff_model_file`); the full
-    load happens once TensorFlow is up, still before any training.
+    format, and refused if it carries code, without importing TensorFlow
+    (:func:`pipeline.model_files.sniff_model_file`); the full load happens once TensorFlow is up,
+    still before any training.
     """
     data = ctx.data()
     if ctx.config.baseline.model_path is not None:
         from pipeline.model_files import sniff_model_file
 
-        sniff_model_file(ctx.config.baseline.model_path)
+        sniff_model_file(ctx.config.baseline.model_path, trust_code=ctx.config.baseline.trust_model_code)
     return data
 
 
@@ -119,7 +126,8 @@ def check_user_model(ctx: StageContext) -> None:
         from pipeline.keras_models import check_model_fits, load_user_model
 
         data = ctx.data()
-        check_model_fits(load_user_model(model_path), data.input_shape, data.num_classes, str(model_path))
+        model = load_user_model(model_path, trust_code=ctx.config.baseline.trust_model_code)
+        check_model_fits(model, data.input_shape, data.num_classes, str(model_path))
 
 
 def run_stages(stages: Iterable[Stage], config: PipelineConfig, out_dir: str | Path, *,
@@ -148,8 +156,14 @@ def run_stages(stages: Iterable[Stage], config: PipelineConfig, out_dir: str | P
     code = code_fingerprint()
     previous = {"key": "", "outputs": {}}
     for stage in stages:
+        record_file = out_dir / record_path(stage.name)
         if not stage.enabled(config):
             logger.debug("%s: disabled by the config", stage.name)
+            old = _load_record(record_file)
+            if old is not None:
+                removed = remove_outputs(out_dir, old.get("outputs", {}))
+                shutil.rmtree(out_dir / STAGES_DIR / stage.name, ignore_errors=True)
+                say(f"[dim]{stage.name}: disabled; removed the {removed} file(s) of its earlier run[/]")
             continue
         ctx.begin(stage.name)
         inputs = {"previous_stage_key": previous["key"], "previous_outputs": previous["outputs"]}
@@ -159,7 +173,6 @@ def run_stages(stages: Iterable[Stage], config: PipelineConfig, out_dir: str | P
             "seed": config.seed, "dataset": fingerprint, "versions": versions, "code": code,
             "inputs": inputs}
         key = canonical_hash(key_material)
-        record_file = out_dir / record_path(stage.name)
         if not stage.cache:
             logger.debug("%s: not cached: runs", stage.name)
             record = None
@@ -180,6 +193,12 @@ def run_stages(stages: Iterable[Stage], config: PipelineConfig, out_dir: str | P
             declared, named = ctx.declared_outputs()
             outputs = {ctx.rel(p): sha256_file(p) for p in declared}
             artifacts = {name: ctx.rel(p) for name, p in named.items()}
+            old = record if record is not None else _load_record(record_file)
+            if old is not None:
+                removed = remove_outputs(out_dir, old.get("outputs", {}), keep=outputs)
+                if removed:
+                    say(f"  {stage.name}: removed {removed} file(s) of its earlier run that this run "
+                        "did not write")
             result = StageResult(stage.name, key, summary, outputs, False, seconds, artifacts)
             write_json(record_file, {
                 "stage": stage.name, "key": key, "status": "done",
@@ -194,6 +213,30 @@ def run_stages(stages: Iterable[Stage], config: PipelineConfig, out_dir: str | P
         ctx.results[stage.name] = result
         previous = {"key": key, "outputs": result.outputs}
     return ctx.results
+
+
+def remove_outputs(out_dir: Path, outputs: dict[str, str] | list[str], keep: Iterable[str] = ()) -> int:
+    """Remove the recorded ``outputs`` (paths relative to ``out_dir``) not in ``keep``; how many.
+
+    A path that leads outside the run folder (a damaged or hand-made record) is left alone, and a
+    symlink is removed itself, never followed."""
+    root, kept, removed = out_dir.resolve(), set(keep), 0
+    for rel in outputs if isinstance(outputs, (list, dict)) else ():
+        if not isinstance(rel, str) or rel in kept:
+            continue
+        path = out_dir / rel
+        try:
+            parent = path.parent.resolve()
+            if (parent != root and root not in parent.parents) or path.name in ("", ".", ".."):
+                logger.warning("record lists %s, outside %s: left alone", rel, out_dir)
+                continue
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+                removed += 1
+                logger.info("removed %s (written by an earlier run, not by this one)", path)
+        except OSError as exc:
+            logger.warning("cannot remove stale %s: %s", path, exc)
+    return removed
 
 
 def clean_stage(out_dir: str | Path, name: str) -> None:

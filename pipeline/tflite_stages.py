@@ -10,12 +10,12 @@ and raw reference outputs as the artifact ``"reference:<variant>"``, which ``tfl
 from __future__ import annotations
 
 import logging
-import shutil
 
 import numpy as np
 
 from pipeline.run_context import StageContext
 from pipeline.training_stages import load_stage_model
+from tinyfarm.atomic_files import atomic_path, write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def run_export(ctx: StageContext) -> dict:
                 models[stage] = load_stage_model(ctx, stage)
             name = f"{prefix}_{kind}"
             path = ctx.path(f"variants/{name}.tflite")
-            path.write_bytes(convert(models[stage], kind, rep if kind in ("int8", "int16x8") else None,
-                                     strip=cfg.strip_strings, drop_softmax=cfg.drop_softmax))
+            write_bytes(path, convert(models[stage], kind, rep if kind in ("int8", "int16x8") else None,
+                                      strip=cfg.strip_strings, drop_softmax=cfg.drop_softmax))
             ctx.output(path)
             logger.debug("export: wrote %s", path)
             method = "ptq" if kind != "float32" else "none"
@@ -63,7 +63,7 @@ def run_export(ctx: StageContext) -> dict:
         best = candidates[0]
         logger.info("export: deployable model = %s (%s, from %s)", best["name"], best["method"], best["source"])
         deploy_path = ctx.output(ctx.path(DEPLOYABLE), name="deployable")
-        shutil.copyfile(ctx.path(best["path"]), deploy_path)
+        write_bytes(deploy_path, ctx.path(best["path"]).read_bytes())
         deployable = {"path": DEPLOYABLE, "copy_of": best["name"], "kind": "int8",
                       "source": best["source"], "method": best["method"]}
         summary["deployable"] = deployable
@@ -93,7 +93,8 @@ def run_evaluate(ctx: StageContext) -> dict:
                                                progress=lambda k: progress.tick(k, note=v["name"]))
             results[v["name"]] = metrics.as_dict()
             path = ref_dir / f"{v['name']}.npz"
-            np.savez(path, inputs=xq, outputs=raw, labels=y)
+            with atomic_path(path) as tmp:
+                np.savez(tmp, inputs=xq, outputs=raw, labels=y)
             ctx.output(path, name=reference_artifact(v["name"]))
             logger.debug("evaluate: %s accuracy %.4f, wrote %s", v["name"], metrics.accuracy, path)
     return {"test_samples": int(n), "results": results}

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from pipeline.run_context import StageContext
+from tinyfarm.atomic_files import atomic_path, write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ MODEL = "model"  # the artifact name of a stage's trained Keras model
 def save_stage_model(ctx: StageContext, model, name: str = MODEL_FILE, artifact: str = MODEL) -> Path:
     """Save ``model`` in the stage's folder and publish it as the artifact ``artifact``."""
     path = ctx.stage_dir / name
-    model.save(path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
     logger.debug("%s: wrote %s", ctx.name, path)
     return ctx.output(path, name=artifact)
 
@@ -44,7 +46,7 @@ def run_baseline(ctx: StageContext) -> dict:
     cfg, data = ctx.section, ctx.data()
     set_seed(ctx.seed)
     if cfg.model_path is not None:
-        model = load_user_model(cfg.model_path)
+        model = load_user_model(cfg.model_path, trust_code=cfg.trust_model_code)
         check_model_fits(model, data.input_shape, data.num_classes, str(cfg.model_path))
         source = {"model_path": str(cfg.model_path)}
     else:
@@ -106,8 +108,8 @@ def run_quantize(ctx: StageContext) -> dict:
     path = ctx.path(f"variants/{name}.tflite")
     path.parent.mkdir(parents=True, exist_ok=True)
     console.print(f"  converting {name}")
-    path.write_bytes(convert(qat, "int8", rep, strip=ctx.config.export.strip_strings,
-                             drop_softmax=ctx.config.export.drop_softmax))
+    write_bytes(path, convert(qat, "int8", rep, strip=ctx.config.export.strip_strings,
+                              drop_softmax=ctx.config.export.drop_softmax))
     ctx.output(path)
     logger.debug("quantize: wrote %s", path)
     info.pop("history", None)

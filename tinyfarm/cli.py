@@ -7,13 +7,16 @@ Every :class:`~tinyfarm.errors.TinyfarmError` becomes one ``error: ...`` line an
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
+import sys
 
 import click
 
 from tinyfarm import __version__
-from tinyfarm.errors import TinyfarmError
+from tinyfarm.child_process import Terminated, install_termination_handlers
+from tinyfarm.errors import TinyfarmError, storage_error
 from tinyfarm.log import setup_logging
 
 # TF-MOT needs Keras 2 (tf-keras); this must be set before TensorFlow is first imported.
@@ -62,15 +65,50 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> None:
         try:
-            return super().invoke(ctx)
+            super().invoke(ctx)  # a command's return value is not an exit status (see main)
         except TinyfarmError as err:
             click.echo(f"error: {err}", err=True)
             ctx.exit(err.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except OSError as exc:  # a full disk, a read-only folder...: one line (anything else: a bug)
+            err = storage_error(exc)
+            if err is None:
+                raise
+            click.echo(f"error: {err}", err=True)
+            ctx.exit(err.exit_code)
+        except Terminated as exc:  # SIGTERM/SIGHUP: the with-blocks have stopped every child
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """click's main, except that a usage error (a bad option value, a missing argument) is one
+        ``error: ...`` line too, not click's three-line usage block."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Terminated as exc:  # arrived outside a command (while parsing its options)
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:  # stdout closed under us (`tinyfarm ... | head`)
+                raise
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,6 +128,7 @@ def cli(verbose: int) -> None:
 
 
 def main() -> None:
+    install_termination_handlers()
     cli(prog_name="tinyfarm")
 
 

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tinyfarm import atomic_files
+
 # The packages whose versions change results; recorded with every stage and every device run.
 TRACKED_PACKAGES = (
     "tinyfarm", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
@@ -47,12 +49,8 @@ def canonical_hash(obj: Any) -> str:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename) so a killed run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-    tmp.replace(path)
+    """Write JSON atomically (:mod:`tinyfarm.atomic_files`): a killed run never leaves half a file."""
+    atomic_files.write_json(path, obj)
 
 
 def command_line() -> str:

@@ -9,7 +9,8 @@ protocol are :class:`~device_harness.session.DeviceSession`'s, which starts and 
         session.restart()                        # after a fault, like a reset button
 
 Subclasses implement :meth:`start` and :meth:`stop`; :meth:`restart` defaults to stop + start.
-A backend that runs a process keeps it in ``_proc``: ``pid`` names it (the watchdog kills it).
+A backend that runs a process starts it with :func:`tinyfarm.child_process.spawn` (it dies with
+tinyfarm, even on SIGKILL) and keeps it in ``_proc``: ``pid`` names it (the watchdog kills it).
 """
 
 from __future__ import annotations
@@ -19,18 +20,13 @@ import subprocess
 from typing import Any
 
 from device_harness.boards import BoardProfile
+from tinyfarm import child_process
 
 
 def stop_process(proc: "subprocess.Popen", timeout: float = 5.0) -> None:
-    """SIGTERM, wait, then SIGKILL: an emulator or twin never outlives the backend that started it."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """SIGTERM, wait, then SIGKILL: an emulator or twin never outlives the backend that started it
+    (and, started with :func:`tinyfarm.child_process.spawn`, never outlives tinyfarm either)."""
+    child_process.stop(proc, timeout)
 
 
 class Backend(abc.ABC):

@@ -27,6 +27,7 @@ from typing import Any
 from device_harness.backends.base import Backend, stop_process
 from device_harness.boards import get_board
 from device_harness.device_registry import register_device
+from tinyfarm import child_process
 from tinyfarm.errors import DeviceError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -156,9 +157,9 @@ class QemuBackend(Backend):
             cmd = qemu_command(elf, listener.fileno(), machine=self.machine,
                                icount_shift=self.icount_shift, extra_args=self.extra_args,
                                qemu=self.qemu, uart_index=self.uart_index)
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                          stderr=subprocess.STDOUT, pass_fds=(listener.fileno(),),
-                                          start_new_session=True)
+            self._proc = child_process.spawn(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
+                                             stderr=subprocess.STDOUT, pass_fds=(listener.fileno(),),
+                                             new_session=True)
         finally:
             listener.close()  # QEMU holds its own copy of the listening socket
         try:

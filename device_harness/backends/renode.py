@@ -24,6 +24,7 @@ from device_harness.backends.base import Backend, stop_process
 from device_harness.backends.qemu import FIRMWARE_DIR, preset_elf
 from device_harness.boards import get_board
 from device_harness.device_registry import register_device
+from tinyfarm import child_process
 from tinyfarm.errors import DeviceError
 
 PRESET = "renode-stm32f4-discovery"
@@ -100,8 +101,9 @@ class RenodeBackend(Backend):
         port = free_port()
         cmd = self.prepare(port)
         self._log = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=self._log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        # `renode` may be a launcher script running mono: guard its whole process group
+        self._proc = child_process.spawn(cmd, stdin=subprocess.PIPE, stdout=self._log,
+                                         stderr=subprocess.STDOUT, new_session=True, guard_group=True)
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -123,13 +125,15 @@ class RenodeBackend(Backend):
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         self.url = None
-        if proc is not None and proc.poll() is None:
-            try:
-                proc.stdin.write(b"quit\n")
-                proc.stdin.flush()
-                proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                stop_process(proc)
+        if proc is not None:
+            if proc.poll() is None:
+                try:
+                    proc.stdin.write(b"quit\n")
+                    proc.stdin.flush()
+                    proc.wait(timeout=5)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+            stop_process(proc)  # SIGTERM/SIGKILL if still running; ends its group guard either way
         if getattr(self, "_log", None) is not None:
             self._log.close()
             self._log = None

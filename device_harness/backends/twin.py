@@ -14,6 +14,7 @@ import tempfile
 
 from device_harness.backends.base import Backend, stop_process
 from device_harness.boards import get_board
+from tinyfarm import child_process
 from tinyfarm.errors import DeviceError
 
 
@@ -49,8 +50,8 @@ class TwinBackend(Backend):
             return self.url
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._stderr = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=self._stderr,
-                                      stdin=subprocess.PIPE, env=env)
+        self._proc = child_process.spawn(self.command(), stdout=subprocess.PIPE, stderr=self._stderr,
+                                         stdin=subprocess.PIPE, env=env)
         ready, _, _ = select.select([self._proc.stdout], [], [], self.start_timeout_s)
         line = self._proc.stdout.readline().decode().strip() if ready else ""
         if not line or line.startswith("error"):

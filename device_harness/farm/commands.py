@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from device_harness.cli_types import NON_NEGATIVE, seconds
 from tinyfarm.errors import ConfigError, DeviceError
 
 from .inventory import load_farm
@@ -84,7 +85,7 @@ def list_cmd(farm_path: Path, labels: tuple[str, ...], as_json: bool) -> None:
 @farm.command()
 @FARM_OPTION
 @click.option("--labels", multiple=True, help="Only devices with all these labels (comma list).")
-@click.option("--timeout", default=30.0, show_default=True,
+@click.option("--timeout", type=seconds(), default=30.0, show_default=True,
               help="Seconds to bring a device up (launch a twin or emulator) and get its HELLO.")
 @click.option("--no-hello", is_flag=True, help="Only show locks; do not open or launch devices.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -154,7 +155,8 @@ def status(farm_path: Path, labels: tuple[str, ...], timeout: float, no_hello: b
 # -- discover ------------------------------------------------------------------------------------
 
 @farm.command()
-@click.option("--timeout", default=0.5, show_default=True, help="Seconds to wait for each HELLO.")
+@click.option("--timeout", type=seconds(), default=0.5, show_default=True,
+              help="Seconds to wait for each HELLO.")
 @click.option("--all", "all_ports", is_flag=True,
               help="Say HELLO on every serial port, not only known probes/boards/bridges.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -203,13 +205,13 @@ def discover(timeout: float, all_ports: bool, as_json: bool) -> None:
 @click.option("--runs", type=click.IntRange(1), default=None, help="Timed runs per model "
               "(default: the farm file's defaults.bench_runs).")
 @click.option("--warmup", type=click.IntRange(0), default=None, help="Warm-up runs per model.")
-@click.option("--job-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--job-timeout", type=seconds(), default=None,
               help="Seconds one job (upload + bench) may take before the device is reset.")
 @click.option("--retries", type=click.IntRange(0), default=None,
               help="Retries of a job after a transient fault (serial error, timeout, device fault).")
 @click.option("--busy", type=click.Choice(["wait", "skip"]), default="wait", show_default=True,
               help="A device held by another run: wait for it, or skip it (its jobs fail).")
-@click.option("--lock-timeout", type=float, default=600.0, show_default=True,
+@click.option("--lock-timeout", type=seconds(allow_negative=True), default=600.0, show_default=True,
               help="With --busy wait: seconds to wait for a device's lock (negative: forever).")
 @click.option("--sequential", is_flag=True, help="One device at a time (for comparison).")
 @click.option("--dataset", default=None, help="Also measure on-device accuracy on this data set.")
@@ -312,9 +314,9 @@ def _print_results(store: ResultsStore, run_id: int) -> None:
               help="The run to report (default: the latest).")
 @click.option("--baseline", default=None, metavar="ID|previous",
               help="Compare with this run and give a regression verdict.")
-@click.option("--latency-tol", type=click.FloatRange(min=0), default=0.10, show_default=True,
+@click.option("--latency-tol", type=NON_NEGATIVE, default=0.10, show_default=True,
               help="Allowed relative increase of median latency.")
-@click.option("--accuracy-tol", type=click.FloatRange(min=0), default=0.01, show_default=True,
+@click.option("--accuracy-tol", type=NON_NEGATIVE, default=0.01, show_default=True,
               help="Allowed absolute drop of accuracy.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
               show_default=True, help="HTML file to write.")

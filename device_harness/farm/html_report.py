@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinyfarm.atomic_files import write_text
 from tinyfarm.errors import ConfigError
 
 from .store import ResultsStore
@@ -290,6 +291,8 @@ def resolve_run(store: ResultsStore, value: str | int | None, default_latest: bo
         return store.latest_run_id() if default_latest else None
     if isinstance(value, int) or str(value).isdigit():
         run_id = int(value)
+        if run_id >= 1 << 63:  # past SQLite's INTEGER: no such run (and no OverflowError)
+            raise ConfigError(f"no run {str(value)[:30]} in {store.path}")
         store.run(run_id)
         return run_id
     ids = [r["id"] for r in store.runs()]
@@ -302,9 +305,4 @@ def resolve_run(store: ResultsStore, value: str | int | None, default_latest: bo
 
 def write_report(store: ResultsStore, out: str | Path, run_id: int,
                  verdict: Verdict | None) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(render_html(store, run_id, verdict), encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_text(out, render_html(store, run_id, verdict))

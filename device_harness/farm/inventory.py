@@ -31,7 +31,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tinyfarm.errors import ConfigError
+from device_harness import limits
+from device_harness.transports.url_check import url_problem
+from tinyfarm import safe_yaml
+from tinyfarm.errors import ConfigError, short
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 Backend = Literal["board", "renode", "qemu", "twin"]
@@ -46,18 +49,29 @@ class Connection(_Strict):
     """How to reach a device that is already running: a pyserial URL or a device path."""
 
     url: str = Field(min_length=1, description="device path, socket://, rfc2217://, loop://, pty")
-    baud: int | None = Field(default=None, gt=0, description="line rate; default: the board profile's")
+    baud: int | None = Field(default=None, ge=limits.MIN_BAUD, le=limits.MAX_BAUD,
+                             description="line rate; default: the board profile's")
     target: str | None = Field(default=None, description="board: pyOCD target name, so a fault "
                                                          "resets the board through its probe")
     probe: str | None = Field(default=None, description="board: the debug probe's unique id (pyOCD)")
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_a_usable_form(cls, url: str) -> str:  # checked now, not when the run reaches it
+        problem = url_problem(url)
+        if problem:
+            raise ValueError(problem)
+        return url
 
 
 class Launch(_Strict):
     """How to start an emulator or a twin; every field optional (the backend's defaults apply)."""
 
     elf: str | None = Field(default=None, description="firmware ELF for qemu/renode")
-    arena_bytes: int | None = Field(default=None, gt=0, description="twin: tensor arena capacity")
-    pace_baud: int | None = Field(default=None, gt=0, description="twin: pace the line at this baud")
+    arena_bytes: int | None = Field(default=None, ge=limits.MIN_ARENA_BYTES, le=limits.MAX_ARENA_BYTES,
+                                    description="twin: tensor arena capacity")
+    pace_baud: int | None = Field(default=None, ge=limits.MIN_BAUD, le=limits.MAX_BAUD,
+                                  description="twin: pace the line at this baud")
     transport: Literal["pty", "tcp"] | None = Field(default=None, description="twin: how it is served")
 
 
@@ -80,7 +94,7 @@ class DeviceSpec(_Strict):
     def _labels_are_names(cls, labels: tuple[str, ...]) -> tuple[str, ...]:
         for label in labels:
             if not re.match(NAME_PATTERN, label):
-                raise ValueError(f"label {label!r} must match {NAME_PATTERN}")
+                raise ValueError(f"label {short(label)} must match {NAME_PATTERN}")
         return labels
 
     @model_validator(mode="after")
@@ -114,7 +128,8 @@ class DeviceSpec(_Strict):
 
 
 class Defaults(_Strict):
-    job_timeout_s: float = Field(default=300.0, gt=0, description="wall-clock limit of one job")
+    job_timeout_s: float = Field(default=300.0, gt=0, allow_inf_nan=False,
+                                 description="wall-clock limit of one job")
     retries: int = Field(default=2, ge=0, description="retries of a job after a transient fault")
     bench_runs: int = Field(default=20, gt=0)
     bench_warmup: int = Field(default=3, ge=0)
@@ -131,7 +146,7 @@ class FarmFile(_Strict):
         seen: set[str] = set()
         for device in self.devices:
             if device.name in seen:
-                raise ValueError(f"device name {device.name!r} appears twice")
+                raise ValueError(f"device name {short(device.name)} appears twice")
             seen.add(device.name)
         return self
 
@@ -157,7 +172,7 @@ class Farm:
             if device.name == name:
                 return device
         known = ", ".join(d.name for d in self.devices)
-        raise ConfigError(f"unknown device {name!r} in farm file {self.path} (known: {known})")
+        raise ConfigError(f"unknown device {short(name)} in farm file {self.path} (known: {known})")
 
     def select(self, names: list[str] | None = None, labels: list[str] | None = None
                ) -> list[DeviceSpec]:
@@ -201,7 +216,7 @@ class Farm:
 
 def parse_farm(text: str, path: Path) -> Farm:
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_yaml.load(text, source=f"farm file {path}")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -221,7 +236,13 @@ def parse_farm(text: str, path: Path) -> Farm:
     for i, device in enumerate(spec.devices):
         if device.backend == "twin" and device.board and device.board not in known:
             raise ConfigError(f"farm file {path}: devices[{i}] ({device.name}).board: unknown "
-                              f"board profile {device.board!r} (known: {', '.join(known)})")
+                              f"board profile {short(device.board)} (known: {', '.join(known)})")
+        elf = device.launch.elf if device.launch is not None else None
+        if elf and not Path(os.path.expanduser(elf)).is_absolute():
+            elf = str(path.parent / os.path.expanduser(elf))
+        if elf and not Path(os.path.expanduser(elf)).is_file():
+            raise ConfigError(f"farm file {path}: devices[{i}] ({device.name}).launch.elf: no such "
+                              f"firmware file {short(device.launch.elf)}")
     return Farm(spec, path)
 
 
@@ -245,10 +266,12 @@ def _location(raw: dict, loc: tuple) -> str:
         if isinstance(key, int):
             name = ""
             if isinstance(node, list) and key < len(node) and isinstance(node[key], dict):
-                name = f" ({node[key].get('name')})" if node[key].get("name") else ""
+                label = node[key].get("name")
+                name = f" ({label if isinstance(label, str) and len(label) <= 80 else short(label)})" \
+                    if label else ""
             parts[-1:] = [f"{parts[-1] if parts else ''}[{key}]{name}"]
         else:
-            parts.append(str(key))
+            parts.append(str(key) if len(str(key)) <= 80 else short(str(key)))
         try:
             node = node[key]
         except (KeyError, IndexError, TypeError):
@@ -261,5 +284,5 @@ def _message(err: dict) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown key (not allowed here)"
     if err["type"] == "literal_error" and "backend" in err["loc"]:
-        return f"unknown backend {err.get('input')!r}; expected one of board, renode, qemu, twin"
+        return f"unknown backend {short(err.get('input'))}; expected one of board, renode, qemu, twin"
     return msg

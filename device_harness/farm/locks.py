@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import filelock
 
+from tinyfarm.atomic_files import write_text
 from tinyfarm.errors import DeviceError
 
 if TYPE_CHECKING:
@@ -88,9 +89,7 @@ class DeviceLock:
         self.acquired_at = time.time()
         note = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                 "device": self.device, "since": self.acquired_at, "key": self.key}
-        tmp = self.info_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(note))
-        tmp.replace(self.info_path)
+        write_text(self.info_path, json.dumps(note), durable=False)
 
     def release(self) -> None:
         if not self._lock.is_locked:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from tinyfarm.errors import ConfigError, DeviceError, TinyfarmError, is_retryable
+from tinyfarm.errors import ConfigError, DeviceError, StorageError, TinyfarmError, is_retryable
 
 from .inventory import DeviceSpec, Farm
 from .locks import DeviceBusy, DeviceLock, lock_dir, lock_first_free
@@ -148,7 +148,6 @@ class FarmRunner:
                     "models": [{"name": m.name, "sha256": m.sha256} for m in self.models],
                     "options": self.options.__dict__})
         start = time.perf_counter()
-        status = "failed"
         try:
             if self.options.parallel:
                 crashes: list[BaseException] = []
@@ -171,12 +170,16 @@ class FarmRunner:
             else:
                 for device in self.devices:
                     self._device_worker(device)
-            status = "finished"
-        except KeyboardInterrupt:
-            status = "interrupted"
+        except BaseException as exc:
+            # Failed or interrupted, never left "running" — unless the store itself cannot take
+            # the write (a full disk): then the next opening of the store marks it interrupted.
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            try:
+                self.store.finish_run(self.run_id, status)
+            except StorageError:
+                pass  # the error in flight says why
             raise
-        finally:
-            self.store.finish_run(self.run_id, status)
+        self.store.finish_run(self.run_id, "finished")
         return RunSummary(self.run_id, time.perf_counter() - start, list(self._results))
 
     # -- one device ----------------------------------------------------------------------------

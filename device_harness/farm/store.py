@@ -3,7 +3,13 @@
 SQLite (stdlib) in WAL mode: readers (a report, ``farm status``) never block the runner, several
 runs can write one file, and each measurement is its own committed transaction — a run killed
 with ``kill -9`` keeps everything it had measured. A run that never reached its end stays
-``status='running'`` with no ``finished_at``; the report shows it as interrupted.
+``status='running'`` with no ``finished_at`` until the store is next opened on its host after its
+process is gone: it is then marked ``interrupted``.
+
+The file is ours only: a new store is stamped with ``PRAGMA application_id`` (:data:`APPLICATION_ID`)
+and ``user_version``; an existing file that is not a tinyfarm store (another application's
+SQLite file given as ``--db``) is refused before anything is written to it. A write the disk
+refuses (full, quota, read-only) is one :class:`~tinyfarm.errors.StorageError` line.
 """
 
 from __future__ import annotations
@@ -14,16 +20,19 @@ import socket
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from filelock import FileLock, Timeout
 
-from tinyfarm.errors import ConfigError
+from tinyfarm.errors import ConfigError, StorageError, storage_error
 from tinyfarm.provenance import library_versions, sha256_file
 
 DEFAULT_DB = Path(".tinyfarm/results.sqlite")
 SCHEMA_VERSION = 1
+APPLICATION_ID = 0x54664D31  # "TfM1" in the SQLite header: this file is a tinyfarm results store
+OUR_TABLES = {"meta", "runs", "versions", "devices", "models", "measurements", "device_sessions"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -115,10 +124,12 @@ class ResultsStore:
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_DB):
         self.path = Path(path)
         try:
+            check_ours(self.path)  # before anything (the lock file included) is created beside it
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Two runs opening one new database at once: switching it to WAL takes an exclusive
             # lock that SQLite's busy timeout does not always wait for, so set-up is serialised.
             with FileLock(f"{self.path}.init.lock", timeout=60):
+                check_ours(self.path)
                 self._db = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False,
                                            isolation_level=None)
                 self._db.row_factory = sqlite3.Row
@@ -128,14 +139,20 @@ class ResultsStore:
                 self._db.executescript(SCHEMA)
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                  (str(SCHEMA_VERSION),))
+                if self._db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                    self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")  # new, or older
+                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except Timeout:
             raise ConfigError(f"results database {self.path} is being set up by another process "
                               f"that holds {self.path}.init.lock") from None
         except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"results database {self.path} is not usable: {exc}") from None
+            raise _storage_error(exc, self.path) or ConfigError(
+                f"results database {self.path} is not usable: {exc}") from None
         except OSError as exc:
-            raise ConfigError(f"cannot create results database {self.path}: {exc}") from None
+            raise storage_error(exc, self.path, writing=True) or ConfigError(
+                f"cannot create results database {self.path}: {exc.strerror or exc}") from None
         self._lock = threading.Lock()
+        self._mark_dead_runs()
 
     def close(self) -> None:
         with self._lock:
@@ -150,14 +167,36 @@ class ResultsStore:
     # -- writing -------------------------------------------------------------------------------
 
     def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
-        with self._lock:
+        with self._lock, self._writing():
             cur = self._db.execute(sql, tuple(params))  # autocommit: one statement, one commit
             return cur.lastrowid
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write the disk refuses is one StorageError line naming the database."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            err = _storage_error(exc, self.path)
+            if err is None:
+                raise
+            raise err from None
+
+    def _mark_dead_runs(self) -> None:
+        """Runs of this host left ``running`` by a process that is gone: ``interrupted``."""
+        host = socket.gethostname()
+        for row in self.query("SELECT id, pid FROM runs WHERE status='running' AND host=?", (host,)):
+            if row["pid"] != os.getpid() and not _alive(row["pid"]):
+                try:
+                    self._write("UPDATE runs SET status='interrupted' WHERE id=? AND status='running'",
+                                (row["id"],))
+                except StorageError:
+                    return  # still no room: the report shows it as interrupted anyway
 
     def begin_run(self, *, kind: str = "farm", farm: str | None = None,
                   farm_path: str | None = None, command: str | None = None,
                   config: dict[str, Any] | None = None) -> int:
-        with self._lock:
+        with self._lock, self._writing():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 run_id = self._db.execute(
@@ -179,7 +218,7 @@ class ResultsStore:
 
     def device_id(self, name: str, backend: str, board: str | None, identity: str,
                   labels: Iterable[str] = ()) -> int:
-        with self._lock:
+        with self._lock, self._writing():
             self._db.execute(
                 "INSERT OR IGNORE INTO devices (name, backend, board, identity, labels_json) "
                 "VALUES (?, ?, ?, ?, ?)", (name, backend, board or "", identity,
@@ -192,7 +231,7 @@ class ResultsStore:
     def model_id(self, path: str | os.PathLike[str], sha256: str | None = None) -> int:
         path = Path(path)
         digest = sha256 or sha256_file(path)
-        with self._lock:
+        with self._lock, self._writing():
             self._db.execute("INSERT OR IGNORE INTO models (sha256, name, size_bytes, path) "
                              "VALUES (?, ?, ?, ?)",
                              (digest, path.stem, path.stat().st_size, str(path.resolve())))
@@ -257,3 +296,68 @@ class ResultsStore:
     def versions(self, run_id: int) -> dict[str, str]:
         return {r["package"]: r["version"]
                 for r in self.query("SELECT * FROM versions WHERE run_id=?", (run_id,))}
+
+
+# -- whose file is it -------------------------------------------------------------------------------
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_ours(path: Path) -> None:
+    """Refuse, without writing to it, a file that is not a tinyfarm results store.
+
+    Ours: missing or empty (created here), stamped with :data:`APPLICATION_ID`, or an unstamped
+    store made before the stamp (our tables, nothing else). Anything else is another
+    application's file, or no database at all."""
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            return
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise ConfigError(f"cannot read results database {path}: {exc.strerror or exc}") from None
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        raise ConfigError(f"{path} is not a SQLite database, so not a tinyfarm results store; it "
+                          "was left untouched: give another --db")
+    app_id = int.from_bytes(header[68:72], "big")
+    if app_id == APPLICATION_ID:
+        return
+    if app_id != 0:
+        raise ConfigError(f"{path} belongs to another application (SQLite application_id "
+                          f"{app_id:#x}), not a tinyfarm results store; it was left untouched: "
+                          "give another --db")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                                               "AND name NOT LIKE 'sqlite_%'")}
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"results database {path} is not usable: {exc}") from None
+    if tables and not ({"meta", "runs", "measurements"} <= tables and tables <= OUR_TABLES):
+        names = ", ".join(sorted(tables - OUR_TABLES)[:5]) or ", ".join(sorted(tables)[:5])
+        raise ConfigError(f"{path} is not a tinyfarm results store (it holds other tables: "
+                          f"{names}); it was left untouched: give another --db")
+
+
+def _storage_error(exc: sqlite3.DatabaseError, path: Path) -> StorageError | None:
+    """SQLite's words for a disk that refuses a write, as one StorageError line."""
+    text = str(exc).lower()
+    if "disk is full" in text or "database or disk is full" in text:
+        return StorageError(f"no space left on device writing {path}")
+    if "readonly database" in text or "read-only" in text:
+        return StorageError(f"cannot write {path}: read-only file system or file")
+    if "disk i/o error" in text:
+        return StorageError(f"I/O error writing {path} (disk full or failing?)")
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True

@@ -16,6 +16,8 @@ import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as tfl
 import flatbuffers
 
+from tinyfarm.atomic_files import write_bytes
+
 FULLY_CONNECTED = tfl.BuiltinOperator.FULLY_CONNECTED
 SOFTMAX = tfl.BuiltinOperator.SOFTMAX
 
@@ -121,6 +123,6 @@ def write_standard_models(directory: str | Path) -> list[Path]:
         path = directory / f"{name}.tflite"
         data = mlp_int8(layers, seed=seed, name=name)
         if not path.exists() or path.read_bytes() != data:
-            path.write_bytes(data)
+            write_bytes(path, data)
         paths.append(path)
     return paths

@@ -153,6 +153,14 @@ class CompressionUnsupportedError(DeviceReplyError):
     retryable = False
 
 
+class BusyError(DeviceReplyError):
+    """BUSY: another host holds the device (a shared twin or serial server); the message names it; try again when it is released."""
+
+    code = 19
+    name = "BUSY"
+    retryable = True
+
+
 BY_CODE: dict[int, type[DeviceReplyError]] = {
     1: UnknownCommandError,
     2: MalformedError,
@@ -172,6 +180,7 @@ BY_CODE: dict[int, type[DeviceReplyError]] = {
     16: DeviceFaultError,
     17: InternalError,
     18: CompressionUnsupportedError,
+    19: BusyError,
 }
 
 

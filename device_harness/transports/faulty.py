@@ -32,6 +32,9 @@ class FaultyPort(WrappedPort):
                     direction: str = "both") -> None:
         if direction not in ("tx", "rx", "both"):
             raise ValueError("direction must be tx, rx or both")
+        for name, rate in (("corrupt", corrupt), ("drop", drop), ("dup", dup)):
+            if not 0.0 <= float(rate) <= 1.0:  # also refuses NaN
+                raise ValueError(f"{name}={rate} is not a rate in 0..1")
         self.corrupt, self.drop, self.dup = float(corrupt), float(drop), float(dup)
         self.direction = direction
         self.rng = random.Random(seed)

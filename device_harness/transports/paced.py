@@ -17,6 +17,8 @@ from device_harness.transports.wrapped import WrappedPort
 
 class LinePacer:
     def __init__(self, baud: int) -> None:
+        if not baud > 0:
+            raise ValueError(f"baud={baud} must be positive")
         self.baud = baud
         self.byte_time = 10.0 / baud
         self._rx: deque[list] = deque()  # [start_time, bytes] segments on the wire
@@ -55,6 +57,11 @@ class LinePacer:
 
     def clear_rx(self) -> None:
         self._rx.clear()
+
+    def reset(self) -> None:
+        """A new line: nothing in flight either way (the client at the other end went away)."""
+        self._rx.clear()
+        self._rx_clock = self._tx_clock = 0.0
 
     def next_rx_due(self) -> float | None:
         return self._rx[0][0] + self.byte_time if self._rx else None

@@ -3,12 +3,16 @@
 One thread, one select loop: read what arrives, release it through the line pacer (when pacing),
 decode frames, answer each, and send answers no earlier than the paced line would deliver them —
 full duplex like a UART, so pipelined uploads see the board's real line rate. Over TCP, one client
-at a time; the device state survives reconnects like a board's does.
+at a time; the device state survives reconnects like a board's does. A client that connects while
+another holds the twin is answered ``BUSY`` naming the holder (:mod:`.busy`); a holder idle for
+``idle_timeout_s`` is dropped; when a client goes away, whatever it sent that the (paced) line has
+not delivered yet, and answers not yet sent, are discarded at once, so the next client is served now.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import select
 import signal
@@ -22,24 +26,41 @@ from device_harness.protocol import FrameDecoder
 from device_harness.protocol.spec import MAX_PAYLOAD_LIMIT
 from device_harness.transports.paced import LinePacer
 from device_harness.transports.pty import open_raw_pty
+from device_harness.twin.busy import BusyResponder, describe_holder
 from device_harness.twin.device import TwinDevice
+
+log = logging.getLogger(__name__)
 
 #: a frame begun and then silent this long lost its tail: drop it and resync (UART idle-line rule)
 INTER_BYTE_GAP_S = 0.1
 
 
 class TwinServer:
-    """``TwinServer(profile, tcp=False, baud=None)``; ``url`` is what a client opens.
+    """``TwinServer(profile, tcp=False, baud=None, idle_timeout_s=None)``; ``url`` is what a client opens.
 
     ``baud``: pace the line at this rate (None: as fast as the pty/socket goes). ``decode=False``:
-    a twin without the DECODE capability (a firmware built without TFLM compression). ``serve_forever()``
-    blocks until :meth:`stop`; ``start()`` runs it in a daemon thread.
+    a twin without the DECODE capability (a firmware built without TFLM compression).
+    ``idle_timeout_s`` (TCP): drop a client that has sent nothing for this long, so a forgotten
+    connection cannot hold the twin forever (None: never). ``serve_forever()`` blocks until
+    :meth:`stop`; ``start()`` runs it in a daemon thread.
     """
 
     def __init__(self, profile: BoardProfile, *, tcp: bool = False, port: int = 0, baud: int | None = None,
-                 max_payload: int = MAX_PAYLOAD_LIMIT, decode: bool = True) -> None:
+                 max_payload: int = MAX_PAYLOAD_LIMIT, idle_timeout_s: float | None = None,
+                 decode: bool = True) -> None:
+        if not 0 <= int(port) <= 65535:
+            raise ValueError(f"TCP port {port} is not in 0..65535")
+        if baud is not None and baud <= 0:
+            raise ValueError(f"baud rate {baud} must be positive")
         self.profile = profile
         self.baud = baud
+        self.idle_timeout_s = idle_timeout_s or None
+        self.pacer: LinePacer | None = LinePacer(baud) if baud else None
+        self._tx: deque[tuple[float, bytes]] = deque()
+        self.busy = BusyResponder()
+        self._peer: tuple[str, int] | None = None
+        self._conn_since = self._last_activity = 0.0
+        self.dropped_idle = 0
         self.device = TwinDevice(profile, paced=baud is not None, max_payload=max_payload, decode=decode)
         self.decoder = FrameDecoder(MAX_PAYLOAD_LIMIT)
         self._stop_r, self._stop_w = os.pipe()
@@ -51,7 +72,7 @@ class TwinServer:
             self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._listener.bind(("127.0.0.1", port))
-            self._listener.listen(1)
+            self._listener.listen(8)  # the ones waiting are answered BUSY, not left unanswered
             self.url = f"socket://127.0.0.1:{self._listener.getsockname()[1]}"
         else:
             self._master, self._slave, path = open_raw_pty()
@@ -87,6 +108,7 @@ class TwinServer:
                 except OSError:
                     pass
         self._conn = self._listener = None
+        self.busy.close_all()
         for fd in (self._master, self._slave, self._stop_r, self._stop_w):
             if fd >= 0:
                 try:
@@ -113,7 +135,7 @@ class TwinServer:
         try:
             if self._listener is None:
                 return os.read(self._master, 1 << 16)
-            data = self._conn.recv(1 << 16)
+            data = self._conn.recv(1 << 16, socket.MSG_DONTWAIT)  # never blocks the loop
             if not data:  # client went away: wait for the next one
                 self._drop_connection()
             return data
@@ -149,18 +171,80 @@ class TwinServer:
                         select.select([], [self._master], [], 0.05)
             elif self._conn is not None:
                 self._conn.sendall(data)
+                self._last_activity = time.monotonic()
         except OSError:
             if self._listener is not None:
                 self._drop_connection()
 
     def _drop_connection(self) -> None:
+        """The client is gone: close, and discard its bytes still on the (paced) line and the
+        answers not yet sent to it; the next client starts on a clear line."""
         if self._conn is not None:
             try:
                 self._conn.close()
             except OSError:
                 pass
         self._conn = None
+        self._peer = None
         self.decoder.reset()
+        self._tx.clear()
+        if self.pacer is not None:
+            self.pacer.reset()
+
+    def _accept(self) -> None:
+        """A new connection: the holder when the twin is free, else it waits (see busy.py)."""
+        try:
+            conn, peer = self._listener.accept()
+        except OSError:
+            return
+        if self._held():
+            self.busy.add(conn, peer)
+        else:
+            self._take_holder(conn, peer, b"")
+
+    def _take_holder(self, conn: socket.socket, peer: tuple[str, int], sent: bytes) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._conn, self._peer = conn, peer
+        self._conn_since = self._last_activity = time.monotonic()
+        self._ingest(sent)
+
+    def _held(self) -> bool:
+        """Is a client connected? Reads what the holder has sent so far first, so one that has
+        left (its EOF behind its last bytes) is noticed now, not after the next client is refused."""
+        while self._conn is not None:
+            try:
+                data = self._conn.recv(1 << 16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return True
+            except OSError:
+                data = b""
+            if not data:
+                self._drop_connection()
+                break
+            self._ingest(data)
+        return False
+
+    def _ingest(self, data: bytes) -> None:
+        """Bytes from the client: through the line pacer (when pacing) to the decoder; answer."""
+        if data:
+            self._last_rx = self._last_activity = time.monotonic()
+        if self.pacer is not None:
+            self.pacer.arrive(data)
+            data = self.pacer.take()
+        if data:
+            self._answer(self.decoder.feed(data), self.pacer, self._tx)
+
+    def holder(self) -> str:
+        """Who holds the twin, for a BUSY answer."""
+        return describe_holder(self._peer, self._conn_since, self.idle_timeout_s)
+
+    def _idle_deadline(self) -> float | None:
+        """When the holder is dropped for silence (None: no holder, no timeout, or work pending)."""
+        if self._conn is None or not self.idle_timeout_s or self._tx or self.decoder.pending:
+            return None
+        if self.pacer is not None and self.pacer.next_rx_due() is not None:
+            return None
+        return self._last_activity + self.idle_timeout_s
 
     def _answer(self, events: list, pacer: LinePacer | None, tx: deque) -> None:
         """Hand each event to the device; send its answer now, or when the paced line would."""
@@ -218,8 +302,7 @@ class TwinServer:
             self.close()
 
     def serve_forever(self) -> None:
-        pacer = LinePacer(self.baud) if self.baud else None
-        tx: deque[tuple[float, bytes]] = deque()
+        pacer, tx = self.pacer, self._tx
         while True:
             now = time.monotonic()
             waits = []
@@ -231,20 +314,35 @@ class TwinServer:
                 waits.append(tx[0][0] - now)
             if pacer is None and self.decoder.pending:
                 waits.append(self._last_rx + INTER_BYTE_GAP_S - now)
+            for deadline in (self._idle_deadline(), self.busy.next_deadline()):
+                if deadline is not None:
+                    waits.append(deadline - now)
             timeout = max(0.0, min(waits)) if waits else None
             fds = [self._stop_r]
             io = self._io_fd()
             if io is not None:
                 fds.append(io)
-            elif self._listener is not None:
+            if self._listener is not None:
                 fds.append(self._listener.fileno())
+                fds += self.busy.fds()
             ready, _, _ = select.select(fds, [], [], timeout)
             if self._stop_r in ready:
                 return
-            if self._listener is not None and self._conn is None and self._listener.fileno() in ready:
-                self._conn, _ = self._listener.accept()
-                self._conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                continue
+            if self._listener is not None:
+                if self._listener.fileno() in ready:
+                    self._accept()
+                nxt = self.busy.service(ready, self._held, self.holder)
+                if nxt is None and self._conn is None:
+                    nxt = self.busy.next_holder()
+                if nxt is not None and self._conn is None:
+                    self._take_holder(*nxt)
+                self.busy.expire()
+                idle = self._idle_deadline()
+                if idle is not None and time.monotonic() >= idle:
+                    log.info("twin: dropping %s after %g s idle", self._peer, self.idle_timeout_s)
+                    self.dropped_idle += 1
+                    self._drop_connection()
+                    continue
             readable = io is not None and io in ready
             if (not readable and pacer is None and self.decoder.pending
                     and time.monotonic() - self._last_rx >= INTER_BYTE_GAP_S):
@@ -254,14 +352,9 @@ class TwinServer:
                 if readable:
                     self._serve_pty_burst()
                 continue
-            data = self._recv() if readable else b""
-            if data:
-                self._last_rx = time.monotonic()
-            if pacer is not None:
-                pacer.arrive(data)
-                data = pacer.take()
-            if data:
-                self._answer(self.decoder.feed(data), pacer, tx)
+            # (a TCP holder replaced in this round may reuse the old fd number: _recv never blocks)
+            readable = readable and (self._listener is None or self._conn is not None)
+            self._ingest(self._recv() if readable else b"")  # b"": what the paced line delivers now
             now = time.monotonic()
             while tx and tx[0][0] <= now:
                 self._send(tx.popleft()[1])

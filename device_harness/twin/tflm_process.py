@@ -35,6 +35,7 @@ from device_harness.twin.tflm_errors import (
     BY_NAME, ArenaTooSmall, BadArgument, DeviceFault, ModelInvalid, NoModel, OpUnsupported,
     TflmInternalError,
 )
+from tinyfarm import child_process
 from tinyfarm.tflite_file import has_tflite_identifier
 
 
@@ -109,7 +110,7 @@ class TflmProcess:
             self._stderr = tempfile.TemporaryFile()
             env = dict(os.environ)
             env.setdefault("PYTHONUNBUFFERED", "1")
-            self._proc = subprocess.Popen(
+            self._proc = child_process.spawn(
                 [sys.executable, "-m", "device_harness.twin.tflm_child"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                 bufsize=0, env=env, close_fds=True,

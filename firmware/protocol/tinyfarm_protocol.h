@@ -75,6 +75,7 @@
 #define TFP_ERR_DEVICE_FAULT 16u
 #define TFP_ERR_INTERNAL 17u
 #define TFP_ERR_COMPRESSION_UNSUPPORTED 18u
+#define TFP_ERR_BUSY 19u
 
 /* ---- capabilities ---- */
 #define TFP_CAP_ENGINE 0x01u
