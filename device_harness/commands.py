@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from device_harness import limits
+from device_harness import limits, measure
 from device_harness.cli_types import ARENA_BYTES, BAUD, PORT, seconds
 from tinyfarm.array_files import load_npy
 from tinyfarm.atomic_files import atomic_path
@@ -268,7 +268,8 @@ def bench(model, runs, warmup, inputs, device, board, arena_bytes, pace, baud, f
 @click.option("--dataset", required=True, help="A data set name (tinyfarm datasets) or a .npz path.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N test samples.")
 @click.option("--reference/--no-reference", default=True, show_default=True,
-              help="Compare every output with LiteRT's reference kernels.")
+              help="Compare every output with LiteRT's reference kernels (the host TFLM for a model "
+                   "only TFLM reads: weight compression, one zero point per tensor).")
 @device_options
 def evaluate(model, dataset, limit, reference, device, board, arena_bytes, pace, baud, farm, as_json) -> None:
     """On-device accuracy of MODEL on a data set's test split, and outputs identical to LiteRT's."""
@@ -292,7 +293,8 @@ def evaluate(model, dataset, limit, reference, device, board, arena_bytes, pace,
     lat = result.latency
     text = (f"{Path(model).name} on {board_name}, {splits.name} test split ({result.samples} samples): "
             f"accuracy {result.accuracy:.4f}"
-            + (f", outputs identical to LiteRT reference kernels: {result.identical_outputs}/{result.samples}"
+            + (f", outputs identical to {measure.REFERENCE_NAMES.get(result.reference, result.reference)}: "
+               f"{result.identical_outputs}/{result.samples}"
                f" ({result.identical_share:.1%})" if result.identical_share is not None else "")
             + (f"; median latency {lat['median_us']:,.1f} us" if lat.get("median_us") is not None else ""))
     _emit(as_json, out, text)

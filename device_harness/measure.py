@@ -75,9 +75,49 @@ class EvaluationResult:
     max_abs_diff: float | None
     latency: dict
     seconds: float
+    reference: str | None = None  # what the outputs were compared with (None: nothing)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+REFERENCE_NAMES = {"litert-reference": "LiteRT reference kernels",
+                   "host-tflm": "the host TFLM (tflite-micro wheel)"}
+
+
+class HostTflmReference:
+    """The host TFLM (the ``tflite-micro`` wheel: the firmware's kernels) as the reference of a model
+    only TFLM reads — TFLM weight compression (DECODE), one zero point per tensor. Called like a
+    :class:`ReferenceInterpreter` with one sample; output 0 only."""
+
+    def __init__(self, model: bytes) -> None:
+        from device_harness.twin.tflm_process import TflmProcess, smallest_arena  # noqa: PLC0415
+        from tinyfarm.tflite_file import decompression_bytes  # noqa: PLC0415
+
+        memory = decompression_bytes(model)
+        self._tflm = TflmProcess()
+        self._tflm.start()
+        self._tflm.load(model, smallest_arena(model, decompression_bytes=memory) * 2,
+                        decompression_bytes=memory)
+
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        outs, _ = self._tflm.invoke([np.asarray(x) for x in inputs])
+        return [np.asarray(outs[0])]
+
+    def close(self) -> None:
+        self._tflm.close()
+
+
+def reference_for(model: bytes) -> tuple[Any, str]:
+    """LiteRT's reference kernels for ``model``, or the host TFLM when only TFLM can read it."""
+    from tinyfarm.tflite_file import has_tflite_identifier  # noqa: PLC0415
+
+    try:
+        return ReferenceInterpreter(model), "litert-reference"
+    except ModelError:
+        if not has_tflite_identifier(model):
+            raise
+        return HostTflmReference(model), "host-tflm"
 
 
 def evaluate_on_device(dev: Any, model: bytes, x: np.ndarray, y: np.ndarray, *, dataset: str = "",
@@ -102,32 +142,37 @@ def evaluate_on_device(dev: Any, model: bytes, x: np.ndarray, y: np.ndarray, *, 
     per_sample = int(np.prod(t_in.dims, dtype=np.int64))
     if int(np.prod(x.shape[1:], dtype=np.int64)) != per_sample:
         raise DataError(f"data set samples have shape {tuple(x.shape[1:])}, the model input is {t_in.dims}")
-    if isinstance(reference, (bytes, bytearray)):
-        ref = ReferenceInterpreter(bytes(reference))
-    else:
-        ref = ReferenceInterpreter(model) if reference else None
+    ref, reference_name = None, None
+    if reference is not False:
+        ref, reference_name = reference_for(bytes(reference) if isinstance(reference, (bytes, bytearray))
+                                            else model)
     q = quantize(x, t_in.numpy_dtype, t_in.scale, t_in.zero_point).reshape((len(x),) + tuple(t_in.dims))
     correct = identical = 0
     max_diff = 0.0
     ticks = []
     t0 = time.perf_counter()
-    for i in range(len(q)):
-        outs, tk = dev.invoke([q[i]])
-        ticks.append(tk)
-        out0 = outs[0].reshape(-1)
-        correct += int(int(np.argmax(out0)) == int(y[i]))
-        if ref is not None:
-            r_outs = ref([q[i]])
-            same = all(np.array_equal(a.reshape(-1), b.reshape(-1)) for a, b in zip(outs, r_outs))
-            identical += int(same)
-            diff = max(float(np.max(np.abs(a.astype(np.float64).reshape(-1) - b.astype(np.float64).reshape(-1))))
-                       for a, b in zip(outs, r_outs))
-            max_diff = max(max_diff, diff)
-        if progress:
-            progress(i + 1, len(q))
+    try:
+        for i in range(len(q)):
+            outs, tk = dev.invoke([q[i]])
+            ticks.append(tk)
+            out0 = outs[0].reshape(-1)
+            correct += int(int(np.argmax(out0)) == int(y[i]))
+            if ref is not None:
+                r_outs = ref([q[i]])
+                same = all(np.array_equal(a.reshape(-1), b.reshape(-1)) for a, b in zip(outs, r_outs))
+                identical += int(same)
+                diff = max(float(np.max(np.abs(a.astype(np.float64).reshape(-1)
+                                               - b.astype(np.float64).reshape(-1))))
+                           for a, b in zip(outs, r_outs))
+                max_diff = max(max_diff, diff)
+            if progress:
+                progress(i + 1, len(q))
+    finally:
+        if isinstance(ref, HostTflmReference):
+            ref.close()
     tick_hz = dev.info.tick_hz if dev.info else 0
     return EvaluationResult(
-        dataset=dataset, samples=len(q), accuracy=correct / len(q),
+        dataset=dataset, samples=len(q), accuracy=correct / len(q), reference=reference_name,
         identical_outputs=identical if ref is not None else 0,
         identical_share=identical / len(q) if ref is not None else None,
         max_abs_diff=max_diff if ref is not None else None,

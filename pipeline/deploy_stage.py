@@ -55,6 +55,7 @@ def deploy_model(model: bytes, device: str, x, y, *, dataset: str, runs: int, wa
         "samples": evaluation.samples,
         "identical_share": evaluation.identical_share,
         "identical_outputs": evaluation.identical_outputs,
+        "reference": evaluation.reference,
     }
 
 
@@ -80,8 +81,15 @@ def run_deploy(ctx: StageContext) -> dict:
     figures["model"] = deployable["path"]
     console.print(f"  on {figures['board']}: accuracy {figures['accuracy']:.4f}, "
                   f"median {_us(figures['latency'].get('median_us'))}, arena {figures['arena_used_bytes']} B, "
-                  f"identical to LiteRT reference {figures['identical_share']:.1%}")
+                  f"identical to {_reference(figures)} {figures['identical_share']:.1%}")
     return {"deploy": figures, "report": {"deploy": figures}}
+
+
+def _reference(figures: dict[str, Any]) -> str:
+    from device_harness.measure import REFERENCE_NAMES
+
+    name = figures.get("reference") or "litert-reference"
+    return REFERENCE_NAMES.get(name, name)
 
 
 def _us(value: float | None) -> str:
@@ -101,7 +109,7 @@ def render_deploy(figures: dict[str, Any]) -> list[str]:
         "| figure | value |",
         "| --- | --- |",
         f"| accuracy on device ({figures['samples']} test samples) | {figures['accuracy']:.4f} |",
-        f"| outputs identical to LiteRT reference kernels | {figures['identical_share']:.1%} |",
+        f"| outputs identical to {_reference(figures)} | {figures['identical_share']:.1%} |",
         f"| latency median / p90 | {_us(lat.get('median_us'))} / {_us(lat.get('p90_us'))} |",
         f"| arena used / capacity (B) | {figures['arena_used_bytes']} / {figures['arena_capacity_bytes']} |",
         f"| upload | {figures['model_bytes']} B in {figures['upload_seconds']:.3f} s |",

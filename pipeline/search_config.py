@@ -30,15 +30,15 @@ class TargetSection(_Section):
 
     board: str | None = Field(None, description="board profile (tinyfarm boards); None: the default board")
     flash_bytes: int | None = Field(
-        None, ge=256, description="flash for the model (.tflite bytes as stored); None: the board's flash")
+        16384, ge=256, description="flash for the model (.tflite bytes as stored); None: the board's flash")
     ram_bytes: int | None = Field(
         None, ge=256, description="RAM for the model (arena + decompression memory); None: the board "
                                   "profile's arena")
     min_accuracy: float | None = Field(None, gt=0, le=1, description="accuracy floor (0..1)")
     max_drop: float | None = Field(
-        0.005, ge=0, lt=1, description="accuracy floor as a drop from the float baseline (0.005: half a point)")
+        0.01, ge=0, lt=1, description="accuracy floor as a drop from the float baseline (0.01: one point)")
     goal: Literal["smallest", "accurate"] = Field(
-        "smallest", description="smallest: the least flash that keeps the floor; accurate: the most "
+        "accurate", description="smallest: the least flash that keeps the floor; accurate: the most "
                                 "accurate model that fits")
     select_on: Literal["val", "test"] = Field(
         "val", description="split whose accuracy decides (val keeps the test split unseen)")

@@ -33,9 +33,10 @@ def variant_budget_fields(entry: dict, model_path: Path, search: dict | None, bu
     flash, ram = entry.get("size_bytes"), _ram_of(entry)
     fits = None
     if budget and flash is not None:
-        fits = flash <= budget["flash_bytes"] and (ram is None or ram <= budget["ram_bytes"])
-        if ram is None:
-            fits = fits or None  # flash fits, RAM unknown (not checked on TFLM): unknown
+        if flash > budget["flash_bytes"] or (ram is not None and ram > budget["ram_bytes"]):
+            fits = False
+        elif ram is not None:
+            fits = True  # (flash fits and RAM was not measured on TFLM: unknown, None)
     return {"flash_bytes": flash, "ram_bytes": ram, "macs": macs, "compression": None, "fits": fits}
 
 

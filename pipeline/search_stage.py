@@ -24,7 +24,7 @@ import json
 import logging
 
 from pipeline.run_context import StageContext
-from pipeline.tflite_stages import DEPLOYABLE
+from pipeline.tflite_stages import publish_deployable
 from pipeline.training_stages import load_stage_model
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,6 @@ def _store_candidate(cache, step, key: str, int8: bytes, info: dict) -> None:
 def run_search(ctx: StageContext) -> dict:
     """Stage ``search``: the ladder of candidates, the budget, the choice, the deployable model."""
     from pipeline.budget import Candidate, choose, goal_decided, resolve_budget
-    from pipeline.export import write_c_array
     from pipeline.progress import console
     from pipeline.search_candidate import candidate_key, selection_split, train_candidate
     from pipeline.search_report import compression_note
@@ -174,18 +173,12 @@ def run_search(ctx: StageContext) -> dict:
         chosen = next(r for r in records if r["name"] == choice.chosen.name)
         variant = next((v for v in ctx.variants() + variants if v["name"] == chosen["name"]), None)
         source = ctx.path(variant.get("tflm_path") or variant["path"])
-        deploy_path = ctx.output(ctx.path(DEPLOYABLE), name="deployable")
-        write_bytes(deploy_path, source.read_bytes())
-        summary["deployable"] = {"path": DEPLOYABLE, "copy_of": chosen["name"], "kind": "int8",
-                                 "source": variant.get("source"), "method": variant.get("method"),
-                                 "tflm_only": bool(variant.get("tflm_path")),
-                                 "compression": chosen["compression"],
-                                 "decompression_bytes": chosen["decompression_bytes"],
-                                 "flash_bytes": chosen["flash_bytes"], "ram_bytes": chosen["ram_bytes"],
-                                 "why": choice.why}
-        if export.c_array:
-            cc, h = write_c_array(deploy_path.read_bytes(), ctx.path("model_int8.cc"), symbol="g_model")
-            ctx.output(cc, name="c_source")
-            ctx.output(h, name="c_header")
-            summary["c_source"] = {"source": ctx.rel(cc), "header": ctx.rel(h), "symbol": "g_model"}
+        summary.update(publish_deployable(
+            ctx, source.read_bytes(), c_array=export.c_array,
+            deployable={"copy_of": chosen["name"], "kind": "int8", "source": variant.get("source"),
+                        "method": variant.get("method"), "tflm_only": bool(variant.get("tflm_path")),
+                        "compression": chosen["compression"],
+                        "decompression_bytes": chosen["decompression_bytes"],
+                        "flash_bytes": chosen["flash_bytes"], "ram_bytes": chosen["ram_bytes"],
+                        "why": choice.why}))
     return summary

@@ -29,7 +29,7 @@ def reference_artifact(variant: str) -> str:
 
 def run_export(ctx: StageContext) -> dict:
     """Stage 4: PTQ/float variants of the float models, then the deployable int8 model + C array."""
-    from pipeline.export import convert, representative_samples, write_c_array
+    from pipeline.export import convert, representative_samples
     from pipeline.progress import task
 
     cfg, data = ctx.section, ctx.data()
@@ -62,17 +62,27 @@ def run_export(ctx: StageContext) -> dict:
     if candidates:
         best = candidates[0]
         logger.info("export: deployable model = %s (%s, from %s)", best["name"], best["method"], best["source"])
-        deploy_path = ctx.output(ctx.path(DEPLOYABLE), name="deployable")
-        write_bytes(deploy_path, ctx.path(best["path"]).read_bytes())
-        deployable = {"path": DEPLOYABLE, "copy_of": best["name"], "kind": "int8",
-                      "source": best["source"], "method": best["method"]}
-        summary["deployable"] = deployable
-        if cfg.c_array:
-            cc, h = write_c_array(deploy_path.read_bytes(), ctx.path("model_int8.cc"), symbol="g_model")
-            ctx.output(cc, name="c_source")
-            ctx.output(h, name="c_header")
-            summary["c_source"] = {"source": ctx.rel(cc), "header": ctx.rel(h), "symbol": "g_model"}
+        summary.update(publish_deployable(
+            ctx, ctx.path(best["path"]).read_bytes(), c_array=cfg.c_array,
+            deployable={"copy_of": best["name"], "kind": "int8", "source": best["source"],
+                        "method": best["method"]}))
     return summary
+
+
+def publish_deployable(ctx: StageContext, model: bytes, *, deployable: dict, c_array: bool) -> dict:
+    """Write ``model`` as ``DIR/model_int8.tflite`` (and its C array): the summary keys that make it
+    the deployable model (``"deployable"``, ``"c_source"``). Export does it; the search, later, may."""
+    from pipeline.export import write_c_array
+
+    deploy_path = write_bytes(ctx.output(ctx.path(DEPLOYABLE), name="deployable"), model)
+    out: dict = {"deployable": {"path": DEPLOYABLE, **deployable}}
+    if c_array:
+        cc, h = write_c_array(model, ctx.path("model_int8.cc"), symbol="g_model")
+        ctx.output(cc, name="c_source")
+        ctx.output(h, name="c_header")
+        out["c_source"] = {"source": ctx.rel(cc), "header": ctx.rel(h), "symbol": "g_model"}
+    logger.debug("%s: deployable model %s (%d B)", ctx.name, deploy_path, len(model))
+    return out
 
 
 def run_evaluate(ctx: StageContext) -> dict:

@@ -126,6 +126,17 @@ def read_model(path: str | Path) -> bytes:
 DECODE_CUSTOM_CODE = b"TFLM_DECODE"  # TFLM's DECODE operator (weights compressed for TFLM)
 
 
+def _decode_opcodes(fb: "_Flatbuffer", data: bytes, model: int) -> set[int]:
+    """Indices of the operator codes that are TFLM's DECODE (custom code ``TFLM_DECODE``)."""
+    codes = fb.vector(model, 1)
+    decode = set()
+    for i in range(codes[1] if codes else 0):
+        custom = fb.vector(fb.deref(codes[0] + 4 * i), 1, elem_size=1)  # custom_code
+        if custom and data[custom[0]: custom[0] + custom[1]] == DECODE_CUSTOM_CODE:
+            decode.add(i)
+    return decode
+
+
 def is_compressed(data: bytes) -> bool:
     """Whether an operator of the model is TFLM's DECODE (``pipeline.tflm_compress`` output): it
     then needs a TFLM built with compression and, ideally, alternate decompression memory."""
@@ -134,12 +145,7 @@ def is_compressed(data: bytes) -> bool:
     fb = _Flatbuffer(data)
     try:
         model = fb.deref(0)
-        codes = fb.vector(model, 1)
-        decode = set()
-        for i in range(codes[1] if codes else 0):
-            custom = fb.vector(fb.deref(codes[0] + 4 * i), 1, elem_size=1)  # custom_code
-            if custom and data[custom[0]: custom[0] + custom[1]] == DECODE_CUSTOM_CODE:
-                decode.add(i)
+        decode = _decode_opcodes(fb, data, model)
         subgraphs = fb.vector(model, 2)
         for s in range(subgraphs[1] if decode and subgraphs else 0):
             ops = fb.vector(fb.deref(subgraphs[0] + 4 * s), 3)
@@ -171,12 +177,7 @@ def decompression_bytes(data: bytes) -> int:
     fb = _Flatbuffer(data)
     try:
         model = fb.deref(0)
-        codes = fb.vector(model, 1)
-        decode = set()
-        for i in range(codes[1] if codes else 0):
-            custom = fb.vector(fb.deref(codes[0] + 4 * i), 1, elem_size=1)  # custom_code
-            if custom and data[custom[0]: custom[0] + custom[1]] == DECODE_CUSTOM_CODE:
-                decode.add(i)
+        decode = _decode_opcodes(fb, data, model)
         subgraphs = fb.vector(model, 2)
         need = 0
         for s in range(subgraphs[1] if subgraphs else 0):

@@ -20,6 +20,9 @@ def test_default_digits_pipeline_shortened(tmp_path):
     config["baseline"]["epochs"] = 4
     config["prune"]["epochs"] = 3
     config["quantize"]["epochs"] = 1
+    config["search"].update(fine_tune_epochs=3, prune_epochs=2, cluster_epochs=1, qat_epochs=1,
+                            steps=config["search"]["steps"][:2])
+    config["target"]["max_drop"] = 0.05  # a shortened run: the floor is not what this test is about
     path = tmp_path / "digits_short.yaml"
     path.write_text(yaml.safe_dump(config))
     out = tmp_path / "run"
@@ -38,3 +41,8 @@ def test_default_digits_pipeline_shortened(tmp_path):
     assert tflm["identical_share"] >= 0.9, tflm
     assert tflm["within_one_step_share"] >= 0.99 and tflm["same_top_class_share"] >= 0.99
     assert "epoch" in proc.stderr  # progress was shown
+    search = report["search"]
+    assert [c["name"] for c in search["candidates"]][:1] == ["baseline_int8"] and search["met"]
+    assert report["deployable"]["copy_of"] == search["chosen"]
+    for v in report["variants"]:
+        assert {"flash_bytes", "ram_bytes", "macs", "compression", "fits"} <= set(v)

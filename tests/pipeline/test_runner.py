@@ -100,6 +100,7 @@ def test_user_model_file_with_plain_qat(tmp_path, small_digits, trained_tiny):
         "export": {"baseline_kinds": ["int8"], "representative_samples": 20},
         "evaluate": {"max_test_samples": 40},
         "tflm": {"enabled": False},
+        "search": {"enabled": False},
     })
     out = tmp_path / "run"
     results = run_pipeline(cfg, out, splits=small_digits, log=lambda line: None)
