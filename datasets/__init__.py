@@ -16,7 +16,7 @@ from tinyfarm_datasets.builtin import BUILTIN
 from tinyfarm_datasets.npz import REQUIRED_KEYS, load_npz
 from tinyfarm_datasets.splits import Splits, carve_validation
 
-__all__ = ["Splits", "load_dataset", "list_datasets", "DEFAULT_DATASET", "REQUIRED_KEYS"]
+__all__ = ["Splits", "load_dataset", "dataset_label", "list_datasets", "DEFAULT_DATASET", "REQUIRED_KEYS"]
 
 DEFAULT_DATASET = "digits"
 DEFAULT_VAL_FRACTION = 0.1
@@ -27,18 +27,32 @@ def list_datasets() -> dict[str, str]:
     return {name: ds.description for name, ds in BUILTIN.items()}
 
 
-def load_dataset(name: str = DEFAULT_DATASET, *, path: str | Path | None = None,
+def dataset_label(name: str | None, path: str | Path | None) -> str:
+    """What reports call a data set: ``name`` when given, else the file's stem, else ``digits``.
+
+    With a ``path``, a built-in's name is no label (it is what a copy of ``configs/digits.yaml``
+    says before the path was filled in): the file's stem is used instead.
+    """
+    if path is not None and (not name or name in BUILTIN):
+        return Path(path).stem or "data"
+    return str(name) if name else DEFAULT_DATASET
+
+
+def load_dataset(name: str | None = DEFAULT_DATASET, *, path: str | Path | None = None,
                  val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0) -> Splits:
     """Return the preprocessed train / validation / test splits of a data set.
 
     ``name`` is a built-in (see :func:`list_datasets`) or, with ``path`` (or when ``name`` itself ends
-    in ``.npz``), a label for user data in a ``.npz`` holding ``x_train, y_train, x_test, y_test``.
+    in ``.npz``), a label for user data in a ``.npz`` holding ``x_train, y_train, x_test, y_test``;
+    ``name=None`` (or a built-in's name) with a ``path`` labels the data by the file's stem
+    (``cancer.npz`` -> ``cancer``, :func:`dataset_label`).
     ``val_fraction`` of train (stratified, seeded by ``seed``) becomes the validation split; test is
     the data set's own test split, untouched. Raises :class:`~tinyfarm.errors.DataError` for an
     unknown name or inconsistent user data.
     """
-    if path is None and str(name).endswith(".npz"):
+    if path is None and str(name or "").endswith(".npz"):
         name, path = Path(name).stem, name
+    name = dataset_label(name, path)
     if path is not None:
         x_tr, y_tr, x_te, y_te, num_classes = load_npz(path)
         description = f"user data from {Path(path).name}"

@@ -21,6 +21,13 @@ both take optional ``labels=[...]`` and ``backends=[...]`` to narrow the choice 
 labgrid's ``lg_feature``. With no ``--farm``/``--device``, or no matching device, the test is
 skipped with the reason.
 
+Every measurement the ``dut`` takes is also a JUnit property of the test (``item.user_properties``,
+as ``record_property`` writes them), so ``pytest --junitxml=hil.xml`` shows it next to the test:
+``tinyfarm.device``, ``.board``, ``.firmware_version``, ``.tflm_version``, ``.tick_source`` (once per
+test, at its first measurement); ``.model``, ``.model_bytes``, ``.arena_used_bytes``,
+``.arena_capacity_bytes`` (``load_model``); ``.latency_us_median``, ``.latency_us_p90``,
+``.bench_runs`` (``bench``); ``.accuracy``, ``.accuracy_samples`` (``evaluate``).
+
 Devices are brought up once per session and held under their farm lock until it ends, so
 pytest-xdist workers (separate processes) never share one: with ``--device ci`` matching three
 twins, three workers take one each; a fourth waits up to ``--device-wait``.
@@ -244,6 +251,7 @@ class Dut:
         self.spec = device.spec
         self.model_path: Path | None = None
         self.upload_result = None
+        self._identified = False
 
     @property
     def session(self):
@@ -262,7 +270,39 @@ class Dut:
         path = Path(path)
         self.upload_result = self._device.upload(path.read_bytes())
         self.model_path = path
+        self._record(model=path.name, model_bytes=self.upload_result.size,
+                     arena_used_bytes=self.upload_result.arena_used if self.upload_result.loaded else None,
+                     arena_capacity_bytes=self.info.arena_bytes)
         return self.upload_result
+
+    def _record(self, **values: Any) -> None:
+        """Measurements as JUnit properties of this test (``--junitxml``); None values are left out."""
+        props = self._node.user_properties
+        if not self._identified:
+            self._identified = True
+            info = self.info
+            props += [("tinyfarm.device", self.name), ("tinyfarm.board", info.board),
+                      ("tinyfarm.firmware_version", info.firmware_version),
+                      ("tinyfarm.tflm_version", info.tflm_version),
+                      ("tinyfarm.tick_source", info.tick_source)]
+        props += [(f"tinyfarm.{k}", v) for k, v in values.items() if v is not None]
+
+    def evaluate(self, x: Any, y: Any, *, dataset: str = "", reference: bool = False):
+        """Accuracy of the loaded model on ``(x, y)`` on the device (``EvaluationResult``); recorded
+        in the store and as JUnit properties. ``reference``: compare outputs with the host too."""
+        if self.model_path is None:
+            raise RuntimeError("load_model() first")
+        started = time.time()
+        result = self._device.evaluate(self.model_path.read_bytes(), x, y, dataset=dataset,
+                                       reference=reference)
+        info = self.info
+        self._pool.record(self._device, self.model_path, {
+            "status": "ok", "started_at": started, "finished_at": time.time(),
+            "accuracy": result.accuracy, "dataset": dataset or None, "samples": result.samples,
+            "firmware_version": info.firmware_version, "tflm_version": info.tflm_version,
+            "test_id": self._node.nodeid})
+        self._record(accuracy=round(result.accuracy, 6), accuracy_samples=result.samples)
+        return result
 
     def invoke(self, inputs: Sequence[Any]) -> list[Any]:
         """One inference; the output tensors (``last_ticks`` holds its device ticks)."""
@@ -296,6 +336,8 @@ class Dut:
             row["upload_s"] = self.upload_result.seconds
             row["upload_bytes_per_s"] = self.upload_result.bytes_per_second
         self._pool.record(self._device, self.model_path, row)
+        self._record(latency_us_median=stats["latency_us_median"],
+                     latency_us_p90=stats["latency_us_p90"], bench_runs=runs)
         return {**stats, "ticks": ticks, "arena_used": used}
 
 

@@ -42,23 +42,55 @@ class TrainSettings(Section):
 
 
 class DatasetSection(Section):
-    name: str = Field("digits", description="built-in name (tinyfarm datasets) or a label for user data")
+    """The data: a built-in by ``name``, or a user's ``.npz`` at ``path`` (then ``name`` is its label).
+
+    ``name`` left out (or null) means ``digits`` without a ``path`` and the file's stem with one
+    (``data/cancer.npz`` -> ``cancer``): the report, ``report.md`` and the console call the data
+    set by it. An explicit ``name`` is the label, unless it is a built-in's (``digits`` in a copy
+    of ``configs/digits.yaml`` given a ``path``): user data is never called by a built-in's name.
+    """
+
+    name: str | None = Field(None, description="built-in name (tinyfarm datasets), or a label for the "
+                             "user data at `path` (None: digits without a path, else the file's stem)")
     path: Path | None = Field(None, description=".npz with x_train, y_train, x_test, y_test")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of train kept for validation")
 
+    @model_validator(mode="after")
+    def _default_name(self) -> "DatasetSection":
+        # Re-run on assignment too (validate_assignment): a path set later renames an unnamed set.
+        from tinyfarm_datasets import dataset_label
+
+        given = self.name if "name" in self.model_fields_set else None
+        # __dict__, not setattr: an assignment would validate again and mark the name as given
+        self.__dict__["name"] = dataset_label(given, self.path)
+        return self
+
 
 class BaselineSection(TrainSettings):
-    """Stage 1: a small CNN built from width/depth, or a user's tf-keras model file."""
+    """Stage 1: a small CNN (or, for ``(features,)`` inputs, an MLP) built from width/depth, or a
+    user's tf-keras model file.
 
-    model_path: Path | None = Field(None, description="a tf-keras model (.keras or .h5) used instead of the CNN")
+    ``family: mlp`` (what ``auto`` picks for feature vectors, e.g. tabular data): ``depth`` hidden
+    blocks Dense -> BatchNorm -> ReLU of ``width * growth**i`` units, then the same head as the
+    CNNs (``dense_units``, ``dropout``, the classifier, a Softmax layer); ``kernel_size``,
+    ``downsample*`` and ``head`` are conv-only and ignored.
+    """
+
+    model_path: Path | None = Field(None, description="a model file used instead of the built-in family: "
+                                    "tf-keras or Keras 3 (.keras, .h5, SavedModel folder; Keras 3 is rebuilt "
+                                    "as tf-keras and checked), or a float32 .tflite (quantize-only: no training)")
     trust_model_code: bool = Field(False, description="load user model files (here and in distill) even "
                                    "if they carry code: Lambda layers, custom classes (only for files "
                                    "you trust: their code runs)")
     train: bool = Field(True, description="train the model (False: use a user model as it is)")
-    family: Literal["auto", "cnn2d", "cnn1d"] = "auto"
-    width: int = Field(32, ge=1, description="filters in the first conv block")
-    depth: int = Field(2, ge=1, le=8, description="number of conv blocks")
-    growth: float = Field(2.0, gt=0, description="filters multiplier from one block to the next")
+    family: Literal["auto", "cnn2d", "cnn1d", "mlp"] = Field(
+        "auto", description="auto: mlp for (features,) inputs, cnn1d for (length, channels), "
+        "cnn2d for (h, w, c)")
+    width: int = Field(32, ge=1, description="filters in the first conv block (mlp: units of the "
+                       "first hidden Dense layer)")
+    depth: int = Field(2, ge=1, le=8, description="number of conv blocks (mlp: hidden Dense layers)")
+    growth: float = Field(2.0, gt=0, description="filters (mlp: units) multiplier from one block to "
+                          "the next")
     kernel_size: int = Field(3, ge=1)
     downsample: Literal["pool", "stride"] = "pool"
     downsample_from: int = Field(0, ge=0, description="index of the first block that halves the resolution")

@@ -1,4 +1,11 @@
-"""Stage 1 model families: small CNNs for images (2-D) and signals (1-D), or a user's tf-keras model.
+"""Stage 1 model families: small CNNs for images (2-D) and signals (1-D), an MLP for feature
+vectors (tabular data), or a user's tf-keras model.
+
+The MLP (``family: mlp``, chosen by ``auto`` for inputs of shape ``(features,)``) is the CNN with
+``Dense`` layers for blocks: ``depth`` hidden blocks Dense -> BatchNorm -> ReLU of
+``width * growth**i`` units, then the CNN's head (optional ``dense_units`` hidden layer, the
+``classifier`` Dense and a separate ``Softmax``), so pruning, clustering, QAT and
+:func:`pipeline.structured_prune.narrow_model` treat it as they treat the CNNs.
 
 The 1-D family is written with ``Conv2D`` and ``(k, 1)`` kernels on a ``(length, 1, channels)``
 view of the signal: TF-MOT's quantization-aware training does not support ``Conv1D`` (it is
@@ -10,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.keras3_import import import_user_model
 from pipeline.keras_env import keras
-from pipeline.model_files import sniff_model_file
 from tinyfarm.errors import ModelError
 
 
@@ -22,7 +29,8 @@ def build_cnn(input_shape: tuple[int, ...], num_classes: int, *, family: str = "
               bn_momentum: float = 0.9, name: str | None = None) -> keras.Model:
     """A Conv -> BatchNorm -> ReLU stack, ``depth`` blocks, ``width * growth**i`` filters in block i.
 
-    ``family`` is ``cnn2d`` (input ``(h, w, c)``), ``cnn1d`` (input ``(length, channels)``) or
+    ``family`` is ``cnn2d`` (input ``(h, w, c)``), ``cnn1d`` (input ``(length, channels)``),
+    ``mlp`` (input ``(features,)``: :func:`build_mlp`, which ignores the conv-only arguments) or
     ``auto`` (chosen from the rank of ``input_shape``). Blocks from ``downsample_from`` on halve the
     resolution by max-pooling or stride (never below 1). The head is ``flatten`` or global average
     pooling, an optional hidden dense layer, then a dense classifier and a separate ``Softmax``
@@ -31,10 +39,15 @@ def build_cnn(input_shape: tuple[int, ...], num_classes: int, *, family: str = "
     """
     input_shape = tuple(int(d) for d in input_shape)
     if family == "auto":
-        family = {2: "cnn1d", 3: "cnn2d"}.get(len(input_shape), "")
+        family = FAMILY_BY_RANK.get(len(input_shape), "")
         if not family:
-            raise ModelError(f"no CNN family for input shape {input_shape}: give a model file "
-                             "(baseline.model_path) for inputs that are not (length, channels) or (h, w, c)")
+            raise ModelError(f"no model family for input shape {input_shape}: give a model file "
+                             "(baseline.model_path) for inputs that are not (features,), "
+                             "(length, channels) or (h, w, c)")
+    if family == "mlp":
+        return build_mlp(input_shape, num_classes, width=width, depth=depth, growth=growth,
+                         dense_units=dense_units, dropout=dropout, softmax=softmax,
+                         bn_momentum=bn_momentum, name=name)
     if family == "cnn1d" and len(input_shape) != 2:
         raise ModelError(f"cnn1d needs inputs of shape (length, channels), got {input_shape}")
     if family == "cnn2d" and len(input_shape) != 3:
@@ -62,6 +75,39 @@ def build_cnn(input_shape: tuple[int, ...], num_classes: int, *, family: str = "
         spatial = [-(-s // f) for s, f in zip(spatial, factor)]
     h = keras.layers.Flatten(name="flatten")(h) if head == "flatten" else \
         keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    outputs = _head(h, num_classes, dense_units=dense_units, dropout=dropout, softmax=softmax)
+    return keras.Model(inputs, outputs, name=name or f"{family}_w{width}_d{depth}")
+
+
+#: ``family: auto`` by the rank of one sample's shape.
+FAMILY_BY_RANK = {1: "mlp", 2: "cnn1d", 3: "cnn2d"}
+
+
+def build_mlp(input_shape: tuple[int, ...], num_classes: int, *, width: int = 32, depth: int = 2,
+              growth: float = 2.0, dense_units: int = 0, dropout: float = 0.0, softmax: bool = True,
+              bn_momentum: float = 0.9, name: str | None = None) -> keras.Model:
+    """``depth`` blocks Dense -> BatchNorm -> ReLU (``width * growth**i`` units), then the CNN head.
+
+    For inputs of shape ``(features,)``: tabular data, hand-made features. The Dense layers have
+    no bias (BatchNorm's beta is the bias; BatchNorm folds into the Dense on export, as into the
+    convolutions of the CNN blocks).
+    """
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != 1:
+        raise ModelError(f"mlp needs inputs of shape (features,), got {input_shape}")
+    inputs = keras.Input(shape=input_shape, name="input")
+    h = inputs
+    for i in range(depth):
+        units = max(1, int(round(width * growth ** i)))
+        h = keras.layers.Dense(units, use_bias=False, name=f"dense{i}")(h)
+        h = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"bn{i}")(h)
+        h = keras.layers.ReLU(name=f"relu{i}")(h)
+    outputs = _head(h, num_classes, dense_units=dense_units, dropout=dropout, softmax=softmax)
+    return keras.Model(inputs, outputs, name=name or f"mlp_w{width}_d{depth}")
+
+
+def _head(h, num_classes: int, *, dense_units: int, dropout: float, softmax: bool):
+    """Dropout, an optional hidden Dense, the ``classifier`` Dense and a separate ``Softmax`` layer."""
     if dropout > 0:
         h = keras.layers.Dropout(dropout, name="dropout")(h)
     if dense_units > 0:
@@ -71,7 +117,7 @@ def build_cnn(input_shape: tuple[int, ...], num_classes: int, *, family: str = "
     outputs = keras.layers.Dense(num_classes, name="classifier")(h)
     if softmax:  # a layer of its own, so export can cut it off (see without_softmax)
         outputs = keras.layers.Softmax(name="softmax")(outputs)
-    return keras.Model(inputs, outputs, name=name or f"{family}_w{width}_d{depth}")
+    return outputs
 
 
 def ends_in_softmax(model: keras.Model) -> bool:
@@ -104,24 +150,17 @@ def without_softmax(model: keras.Model) -> keras.Model:
     return model
 
 
-def load_user_model(path: str | Path, trust_code: bool = False) -> keras.Model:
-    """Load a user's tf-keras model (``.keras``, ``.h5`` or a SavedModel folder), one-line errors.
+def load_user_model(path: str | Path, trust_code: bool = False, check_data=None) -> keras.Model:
+    """Load a user's model (``.keras``, ``.h5`` or a SavedModel folder) as tf-keras, one-line errors.
 
     Unless ``trust_code`` (``baseline.trust_model_code``), no code from the file runs: its config
     is checked first (:func:`pipeline.model_files.sniff_model_file`: no Lambda, no module to
     import, only tf-keras' own layers) and ``.keras`` files load in Keras' safe mode. With
-    ``trust_code`` the file loads as Keras would load it, Lambda layers included.
+    ``trust_code`` a tf-keras file loads as Keras would load it, Lambda layers included. A Keras 3
+    ``.keras`` (or ``.h5``) file is rebuilt as tf-keras and checked on ``check_data``
+    (:func:`pipeline.keras3_import.import_user_model`, which also returns what was checked).
     """
-    path = Path(path)
-    sniff_model_file(path, trust_code=trust_code, known_layer=_builtin_layer)
-    try:
-        model = keras.models.load_model(path, compile=False, safe_mode=not trust_code)
-    except Exception as exc:  # noqa: BLE001 - any loader failure is the user's file, say so in one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load {path} as a tf-keras model: {first[:200]}") from None
-    if not isinstance(model, keras.Model):
-        raise ModelError(f"{path} is not a tf-keras model")
-    return model
+    return import_user_model(path, check_data, trust_code=trust_code)[0]
 
 
 # Layer classes a model config may name besides ``keras.layers.*``: models, and the layers the

@@ -129,8 +129,8 @@ def _saved_model_configs(path: Path) -> Iterator[tuple[Any, list[str]]]:
     if not meta.is_file():
         raise ModelCodeRefused(
             f"{path} is refused: a SavedModel without Keras metadata (keras_metadata.pb) runs "
-            f"TensorFlow graphs that cannot be checked; if you trust this folder, set {TRUST_FLAG} "
-            "in the config")
+            "TensorFlow graphs that cannot be checked and has no layers to rebuild (a Keras 3 "
+            "model.export() folder: save a .keras file instead, model.save('model.keras'))")
     for identifier, text in _saved_metadata(meta.read_bytes(), meta):
         config = _parse(text, meta)
         names = list(_layer_classes(config))

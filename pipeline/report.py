@@ -144,16 +144,18 @@ def render_markdown(report: dict, plot_name: str | None) -> str:
              f"test {ds['test']}; input {tuple(ds['input_shape'])}, {ds['num_classes']} classes. "
              f"Seed {report['seed']}.", "",
              "Accuracy on the test split with LiteRT reference kernels; sparsity measured in the "
-             "flatbuffer's weight buffers.", "",
-             "| variant | kind | method | accuracy | size (B) | gzip (B) | sparsity | params | TFLM |",
-             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+             "flatbuffer's weight buffers; size is the .tflite file, flash the model as the device "
+             "stores it, RAM the TFLM arena plus decompression memory (where measured).", "",
+             "| variant | kind | method | accuracy | size (B) | flash (B) | RAM (B) | gzip (B) | sparsity | params | TFLM |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for v in report["variants"]:
         t = v.get("tflm")
         tflm = "—" if not t else (f"arena {t['arena_bytes']} B; {100 * t['identical_share']:.1f}% "
                                   f"bit-identical, {100 * (t.get('within_one_step_share') or 0):.1f}% "
                                   f"within 1 step")
         lines.append(f"| {v['name']} | {v['kind']} | {v.get('method') or ''} | {_pct(v['accuracy'])} | "
-                     f"{v['size_bytes']} | {v.get('gzip_bytes') or '—'} | {_pct(v['sparsity'])} | "
+                     f"{v['size_bytes']} | {v.get('flash_bytes') or '—'} | {v.get('ram_bytes') or '—'} | "
+                     f"{v.get('gzip_bytes') or '—'} | {_pct(v['sparsity'])} | "
                      f"{v.get('parameter_count') or '—'} | {tflm} |")
     dep = report.get("deployable")
     if dep:

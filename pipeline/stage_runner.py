@@ -32,6 +32,7 @@ import numpy as np
 
 from pipeline.config import PipelineConfig
 from pipeline.run_context import STAGES_DIR, Stage, StageContext, StageResult, record_path
+from pipeline.tflite_quantize import is_tflite_path
 from tinyfarm.provenance import canonical_hash, library_versions, sha256_file, write_json
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,11 @@ def preflight(ctx: StageContext):
     still before any training.
     """
     data = ctx.data()
-    if ctx.config.baseline.model_path is not None:
+    if is_tflite_path(ctx.config.baseline.model_path):
+        from pipeline.tflite_quantize import check_tflite_file
+
+        check_tflite_file(ctx.config.baseline.model_path, data)  # float32, fits the data: one line if not
+    elif ctx.config.baseline.model_path is not None:
         from pipeline.model_files import sniff_model_file
 
         sniff_model_file(ctx.config.baseline.model_path, trust_code=ctx.config.baseline.trust_model_code)
@@ -122,7 +127,7 @@ def preflight(ctx: StageContext):
 
 def check_user_model(ctx: StageContext) -> None:
     model_path = ctx.config.baseline.model_path
-    if model_path is not None:
+    if model_path is not None and not is_tflite_path(model_path):
         from pipeline.keras_models import check_model_fits, load_user_model
 
         data = ctx.data()

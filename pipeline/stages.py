@@ -35,22 +35,34 @@ from pipeline.report import run_report
 from pipeline.run_context import Stage, StageResult
 from pipeline.search_stage import run_search
 from pipeline.stage_runner import run_stages
+from pipeline.tflite_quantize import quantize_only, run_ptq
 from pipeline.tflite_stages import run_evaluate, run_export, run_tflm
 from pipeline.training_stages import run_baseline, run_prune, run_quantize
 
+
+# A float `.tflite` as baseline.model_path (quantize_only): no Keras model, so no training stage
+# and no Keras export; the `ptq` stage quantizes the file and publishes the deployable model.
+def _trains(config: PipelineConfig) -> bool:
+    return not quantize_only(config)
+
+
 STAGES: tuple[Stage, ...] = (
-    Stage("baseline", run_baseline, sections=("dataset",)),
-    Stage("prune", run_prune, enabled=lambda c: c.prune.enabled),
-    Stage("quantize", run_quantize, enabled=lambda c: c.quantize.qat,
+    Stage("baseline", run_baseline, enabled=_trains, sections=("dataset",)),
+    Stage("prune", run_prune, enabled=lambda c: _trains(c) and c.prune.enabled),
+    Stage("quantize", run_quantize, enabled=lambda c: _trains(c) and c.quantize.qat,
           sections=("export.representative_samples", "export.strip_strings", "export.drop_softmax")),
-    Stage("export", run_export),
+    Stage("export", run_export, enabled=_trains),
+    # Quantize-only: the user's float .tflite -> full int8 (ai-edge-quantizer), deployable.
+    Stage("ptq", run_ptq, enabled=quantize_only,
+          sections=("dataset", "baseline.model_path", "export.representative_samples",
+                    "export.strip_strings", "export.c_array")),
     # After export, so the deployable model stays the baseline chain's; before evaluate, so its
     # variants are evaluated and TFLM-checked like every other.
-    Stage("distill", run_distill, enabled=lambda c: c.distill.enabled,
+    Stage("distill", run_distill, enabled=lambda c: _trains(c) and c.distill.enabled,
           sections=("dataset", "baseline", "prune", "quantize", "export")),
     # The compress-retrain-measure loop against the `target` budget; its choice becomes the
     # deployable model. After export (its PTQ int8 baseline is candidate zero), before evaluate.
-    Stage("search", run_search, enabled=lambda c: c.search.enabled,
+    Stage("search", run_search, enabled=lambda c: _trains(c) and c.search.enabled,
           sections=("dataset", "baseline", "export", "target")),
     Stage("evaluate", run_evaluate),
     Stage("tflm", run_tflm, enabled=lambda c: c.tflm.enabled),

@@ -40,15 +40,23 @@ def load_stage_model(ctx: StageContext, stage: str):
 def run_baseline(ctx: StageContext) -> dict:
     """Stage 1: build (or load) and train the float model."""
     from pipeline.keras_env import set_seed
-    from pipeline.keras_models import build_cnn, check_model_fits, load_user_model
+    from pipeline.keras3_import import import_user_model
+    from pipeline.keras_models import build_cnn, check_model_fits
     from pipeline.train import fit_classifier, keras_accuracy
 
     cfg, data = ctx.section, ctx.data()
     set_seed(ctx.seed)
     if cfg.model_path is not None:
-        model = load_user_model(cfg.model_path, trust_code=cfg.trust_model_code)
+        # A Keras 3 file is rebuilt as tf-keras and checked against the original on the test split.
+        model, imported = import_user_model(cfg.model_path, x_check=data.x_test, trust_code=cfg.trust_model_code)
         check_model_fits(model, data.input_shape, data.num_classes, str(cfg.model_path))
-        source = {"model_path": str(cfg.model_path)}
+        source = {"model_path": str(cfg.model_path), "import": imported}
+        if imported.get("source") == "keras3":
+            from pipeline.progress import console
+
+            console.print(f"  rebuilt the Keras {imported['keras_version']} model as tf-keras: "
+                          f"{imported['layers']} layers, outputs match the original on "
+                          f"{imported['checked_samples']} test samples (max |diff| {imported['max_abs_diff']:.2g})")
     else:
         model = build_cnn(data.input_shape, data.num_classes, family=cfg.family, width=cfg.width,
                           depth=cfg.depth, growth=cfg.growth, kernel_size=cfg.kernel_size,
