@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -30,6 +31,11 @@ class BoardProfile(BaseModel):
     arena_bytes: int = Field(gt=0)
     max_model_bytes: int = Field(gt=0)
     baud: int = Field(gt=0)
+    # the firmware's own footprint, measured on its engine-less build (optional; `tinyfarm fit`)
+    firmware_flash_bytes: int | None = Field(default=None, ge=0)
+    firmware_ram_bytes: int | None = Field(default=None, ge=0)
+    firmware_build: str = ""
+    kernels: Literal["reference", "cmsis-nn"] = "reference"
 
     def with_overrides(self, arena_bytes: int | None = None, baud: int | None = None) -> "BoardProfile":
         changes = {k: v for k, v in (("arena_bytes", arena_bytes), ("baud", baud)) if v is not None}

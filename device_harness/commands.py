@@ -268,16 +268,22 @@ def bench(model, runs, warmup, inputs, device, board, arena_bytes, pace, baud, f
 @click.option("--dataset", required=True, help="A data set name (tinyfarm datasets) or a .npz path.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N test samples.")
 @click.option("--reference/--no-reference", default=True, show_default=True,
-              help="Compare every output with LiteRT's reference kernels (the host TFLM for a model "
-                   "only TFLM reads: weight compression, one zero point per tensor).")
+              help="Compare every output with the host TFLM (the firmware's kernels) and LiteRT's "
+                   "reference kernels (LiteRT is skipped for a model only TFLM reads: weight compression).")
+@click.option("--float", "float_model", type=click.Path(dir_okay=False), default=None,
+              help="Also compare the dequantized outputs with this float model's (e.g. the pipeline's "
+                   "variants/baseline_float32.tflite).")
 @device_options
-def evaluate(model, dataset, limit, reference, device, board, arena_bytes, pace, baud, farm, as_json) -> None:
-    """On-device accuracy of MODEL on a data set's test split, and outputs identical to LiteRT's."""
+def evaluate(model, dataset, limit, reference, float_model, device, board, arena_bytes, pace, baud, farm,
+             as_json) -> None:
+    """On-device accuracy of MODEL on a data set's test split, and its outputs against references:
+    top-1 agreement, cosine similarity, relative L2 error, max |diff| (quantization steps)."""
     try:
         from tinyfarm_datasets import load_dataset  # noqa: PLC0415
     except ImportError as exc:
         raise ConfigError(f"data sets are not available: {exc}") from None
     data = _load_model(model)
+    float_bytes = _load_model(float_model) if float_model else None
     splits = load_dataset(dataset)
     x, y = splits.x_test, splits.y_test
     if limit:
@@ -285,19 +291,29 @@ def evaluate(model, dataset, limit, reference, device, board, arena_bytes, pace,
     with session_for(device, board, arena_bytes, pace, baud, farm) as session:
         session.require_engine(_upload(session, data, Path(model).name, not as_json))
         progress, update = _progress(not as_json, f"evaluate on {session.info.board}", len(x))
-        with progress:
-            result = session.evaluate(data, x, y, dataset=splits.name, reference=reference,
-                                      progress=update)
+        with progress:  # the session's client: session.evaluate has no float model yet
+            result = measure.evaluate_on_device(session.client, data, x, y, dataset=splits.name,
+                                                reference=reference, float_model=float_bytes,
+                                                progress=update)
         board_name = session.info.board
     out = {"model": str(model), "device": device, "board": board_name, **result.as_dict()}
     lat = result.latency
-    text = (f"{Path(model).name} on {board_name}, {splits.name} test split ({result.samples} samples): "
-            f"accuracy {result.accuracy:.4f}"
-            + (f", outputs identical to {measure.REFERENCE_NAMES.get(result.reference, result.reference)}: "
-               f"{result.identical_outputs}/{result.samples}"
-               f" ({result.identical_share:.1%})" if result.identical_share is not None else "")
-            + (f"; median latency {lat['median_us']:,.1f} us" if lat.get("median_us") is not None else ""))
-    _emit(as_json, out, text)
+    lines = [f"{Path(model).name} on {board_name}, {splits.name} test split ({result.samples} samples): "
+             f"accuracy {result.accuracy:.4f}"
+             + (f", outputs identical to {measure.REFERENCE_NAMES.get(result.reference, result.reference)}: "
+                f"{result.identical_outputs}/{result.samples}"
+                f" ({result.identical_share:.1%})" if result.identical_share is not None else "")
+             + (f"; median latency {lat['median_us']:,.1f} us" if lat.get("median_us") is not None else "")]
+    for name, entry in result.references.items():
+        if "error" in entry:
+            lines.append(f"  vs {name}: not run ({entry['error'][:160]})")
+            continue
+        for m in entry["outputs"]:
+            steps = f" ({m['max_steps']:g} steps)" if m["max_steps"] is not None else ""
+            rel = f"{m['rel_l2']:.2e}" if m["rel_l2"] is not None else "-"
+            lines.append(f"  vs {name}, output {m['output']}: top-1 agreement {m['top1_agreement']:.2%}, "
+                         f"cosine {m['cosine']:.6f}, rel L2 {rel}, max |diff| {m['max_abs_diff']:.4g}{steps}")
+    _emit(as_json, out, "\n".join(lines))
 
 
 __all__ = ["twin", "info", "deploy", "invoke", "bench", "evaluate", "session_for", "device_options"]

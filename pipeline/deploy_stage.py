@@ -56,6 +56,7 @@ def deploy_model(model: bytes, device: str, x, y, *, dataset: str, runs: int, wa
         "identical_share": evaluation.identical_share,
         "identical_outputs": evaluation.identical_outputs,
         "reference": evaluation.reference,
+        "references": evaluation.references,  # per named reference: top-1, cosine, rel L2, max steps
     }
 
 
@@ -114,6 +115,13 @@ def render_deploy(figures: dict[str, Any]) -> list[str]:
         f"| arena used / capacity (B) | {figures['arena_used_bytes']} / {figures['arena_capacity_bytes']} |",
         f"| upload | {figures['model_bytes']} B in {figures['upload_seconds']:.3f} s |",
     ]
+    for name, ref in (figures.get("references") or {}).items():
+        for m in ref.get("outputs", []):
+            lines.append(f"| vs {name}, output {m['output']}: top-1 / cosine / rel L2 / max steps | "
+                         f"{100 * (m['top1_agreement'] or 0):.2f}% / {m['cosine']:.6f} / "
+                         f"{m['rel_l2'] if m['rel_l2'] is not None else '—'} / {m['max_steps']} |")
+        if ref.get("error"):
+            lines.append(f"| vs {name} | not run: {ref['error'][:120]} |")
     if figures["tick_source"] == "host-ns":
         lines += ["", "This is a twin: TFLM's own kernels ran on this host, so accuracy is what they compute; "
                       "the arena figure is from a 64-bit host build of TFLM, and latency is host CPU time, "

@@ -380,7 +380,7 @@ def _load_tf_keras(path: Path, trust_code: bool) -> keras.Model:
     sniff_model_file(path, trust_code=trust_code, known_layer=_builtin_layer)
     exported = path.is_dir() and not (path / "keras_metadata.pb").is_file()
     hint = ("; a SavedModel without keras_metadata.pb (such as Keras 3's model.export()) has no "
-            "layers to rebuild: save a .keras file instead (model.save('model.keras'))")
+            "layers to rebuild: save a .keras file instead (keras.saving.save_model(model, 'model.keras'))")
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=not trust_code)
     except Exception as exc:  # noqa: BLE001 - any loader failure is the user's file, say so in one line

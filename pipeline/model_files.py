@@ -130,7 +130,7 @@ def _saved_model_configs(path: Path) -> Iterator[tuple[Any, list[str]]]:
         raise ModelCodeRefused(
             f"{path} is refused: a SavedModel without Keras metadata (keras_metadata.pb) runs "
             "TensorFlow graphs that cannot be checked and has no layers to rebuild (a Keras 3 "
-            "model.export() folder: save a .keras file instead, model.save('model.keras'))")
+            "model.export() folder: save a .keras file instead, keras.saving.save_model(model, 'model.keras'))")
     for identifier, text in _saved_metadata(meta.read_bytes(), meta):
         config = _parse(text, meta)
         names = list(_layer_classes(config))

@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "invoke": ("device_harness.commands", "invoke", "Run one inference on a device with .npy inputs."),
     "bench": ("device_harness.commands", "bench", "Measure on-device latency over N runs."),
     "evaluate": ("device_harness.commands", "evaluate", "Measure on-device accuracy on a data set's test split."),
+    "diff": ("device_harness.diff_command", "diff", "Compare an int8 model layer by layer with its references (host)."),
+    "fit": ("device_harness.fit_command", "fit", "Estimate flash, RAM and latency of a .tflite on each board profile."),
     "regress": ("device_harness.regress", "regress", "Compare a model suite on emulators with a baseline."),
     "farm": ("device_harness.farm.commands", "farm", "Inventory and run a farm of devices."),
 }

@@ -13,7 +13,8 @@
   window element (``out_elements * filter_h * filter_w``); reductions (``MEAN``, ``SUM``,
   ``REDUCE_MAX``, ``ARG_MAX``, ...): one per *input* element;
 - elementwise ops (activations, ``ADD``, ``MUL``, ``QUANTIZE``, ``SOFTMAX``, comparisons, ...): one
-  per output element; ``RESIZE_BILINEAR``: four per output element;
+  per output element; ``RESIZE_BILINEAR``: four per output element; TFLM's ``DECODE`` (weight
+  compression): one per decoded element;
 - data movement (``RESHAPE``, ``CONCATENATION``, ``PAD``, ``TRANSPOSE``, ``GATHER``, ...): zero,
   known;
 - anything else (``CUMSUM``, ``LSTM``, custom ops, ...): ``known=False`` with ``macs=0``, named
@@ -126,8 +127,8 @@ def _macs(name: str, options, ins: list[list[int]], outs: list[list[int]]) -> in
         return prod(ins[0])
     if name == "RESIZE_BILINEAR":
         return 4 * out
-    if name in _ELEMENTWISE:
-        return out
+    if name in _ELEMENTWISE or name == "CUSTOM:TFLM_DECODE":  # DECODE: one table read per weight
+        return sum(prod(o) for o in outs)
     if name in _MOVES:
         return 0
     return None

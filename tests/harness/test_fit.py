@@ -1,0 +1,200 @@
+"""`tinyfarm fit`: flash/RAM/latency per board profile, the 32-bit arena estimate, unknown operators,
+and the cycles-per-MAC constants against the published figures they came from."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from device_harness.boards import board_names, get_board
+from device_harness.fit import (arena_32bit, cost_model, cycles_per_mac, fit, format_text, latency,
+                                model_facts)
+from tinyfarm.cli import cli
+
+#: the MLPerf Tiny v0.5 models (github.com/mlcommons/tiny, benchmark/training/*/trained_models)
+MLPERF = Path(os.environ.get("TINYFARM_MLPERF_MODELS", "/tmp/fit_mlperf"))
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, ["fit", *args], catch_exceptions=False)
+
+
+def _fit_json(path: Path, *extra: str) -> dict:
+    result = run(str(path), "--json", *extra)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _check_board_result(b: dict, model_bytes: int) -> None:
+    board = get_board(b["board"])
+    assert b["flash"]["model"] == model_bytes
+    assert b["flash"]["need"] >= model_bytes + (board.firmware_flash_bytes or 0)
+    assert b["flash"]["margin"] == board.flash_bytes - b["flash"]["need"]
+    assert b["flash"]["fits"] == (b["flash"]["margin"] >= 0)
+    for case in ("model_in_flash", "model_in_ram"):
+        check = b["ram"][case]
+        assert check["capacity"] == board.ram_bytes and check["fits"] == (check["margin"] >= 0)
+    assert b["ram"]["model_in_ram"]["need"] - b["ram"]["model_in_flash"]["need"] == board.max_model_bytes
+    assert b["harness"]["model_buffer"]["margin"] == board.max_model_bytes - model_bytes
+    if board.cpu == "host":
+        assert b["latency"]["ms"] is None
+    else:
+        assert b["latency"]["ms"] > 0 and b["latency"]["sources"]
+
+
+@pytest.mark.parametrize("name", ["hello_world_int8", "hello_world_float", "micro_speech_quantized"])
+def test_fit_shared_models_every_board(shared_models, name):
+    path = shared_models / f"{name}.tflite"
+    if not path.exists():
+        pytest.skip(f"{path} missing")
+    out = _fit_json(path)
+    assert [b["board"] for b in out["boards"]] == board_names()
+    assert out["unknown_ops"] == [] and out["macs"] > 0
+    assert out["float_operators"] == (3 if name == "hello_world_float" else 0)
+    assert 0 < out["arena_estimate_32bit"] < out["host_arena_bytes"]
+    for b in out["boards"]:
+        _check_board_result(b, path.stat().st_size)
+    text = run(str(path)).stdout  # the text form names every board and says what is estimated
+    assert all(n in text for n in board_names()) and "estimated" in text and "measured" in text
+
+
+@pytest.fixture(scope="module")
+def tiny_converted(tmp_path_factory) -> Path:
+    """A small conv + dense int8 model converted here with the TFLite converter."""
+    import numpy as np
+    import tensorflow as tf
+
+    model = tf.keras.Sequential([
+        tf.keras.layers.Input((8, 8, 1)),
+        tf.keras.layers.Conv2D(4, 3, activation="relu"),
+        tf.keras.layers.DepthwiseConv2D(3),
+        tf.keras.layers.Flatten(),
+        tf.keras.layers.Dense(3)])
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    conv.representative_dataset = lambda: ([rng.random((1, 8, 8, 1), np.float32)] for _ in range(8))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    path = tmp_path_factory.mktemp("fit") / "tiny.tflite"
+    path.write_bytes(conv.convert())
+    return path
+
+
+def test_fit_tiny_converted_model_every_board(tiny_converted):
+    out = _fit_json(tiny_converted)
+    size = tiny_converted.stat().st_size
+    for b in out["boards"]:
+        _check_board_result(b, size)
+    m4 = next(b for b in out["boards"] if b["board"] == "stm32f4-discovery")
+    assert {"conv", "depthwise_conv", "fully_connected"} <= set(m4["latency"]["macs_by_class"])
+    one = _fit_json(tiny_converted, "--board", "nano33-ble-sense", "--kernels", "cmsis-nn")
+    (b,) = one["boards"]
+    assert b["kernels"] == "cmsis-nn" and b["flash"]["tflm_estimate"] is None
+    assert any("TFLM's code is left out" in n for n in b["notes"])
+    ref = next(x for x in out["boards"] if x["board"] == "nano33-ble-sense")
+    assert ref["latency"]["cycles"] == pytest.approx(b["latency"]["cycles"] * 4.6, rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def partly_unknown(micro_speech) -> bytes:
+    """micro_speech with its first opcode turned into a custom op nobody knows."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(micro_speech, 0))
+    model.operatorCodes[0].builtinCode = schema.BuiltinOperator.CUSTOM
+    model.operatorCodes[0].deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    model.operatorCodes[0].customCode = "MY_SECRET_OP"
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_unknown_op_is_named_and_the_rest_estimated(partly_unknown, micro_speech, tmp_path):
+    path = tmp_path / "odd.tflite"
+    path.write_bytes(partly_unknown)
+    out = _fit_json(path, "--board", "stm32f4-discovery")
+    assert out["unknown_ops"] and all(u.startswith("CUSTOM:MY_SECRET_OP") for u in out["unknown_ops"])
+    assert out["host_arena_bytes"] is None and out["arena_error"]  # TFLM cannot load it either
+    (b,) = out["boards"]
+    whole = fit(model_facts(micro_speech, host_arena=False), [get_board("stm32f4-discovery")])
+    assert 0 < b["latency"]["cycles"] < whole["boards"][0]["latency"]["cycles"]
+    assert b["ram"]["model_in_flash"]["fits"] is None and b["flash"]["fits"] is True
+    text = run(str(path), "--board", "stm32f4-discovery").stdout
+    assert "MY_SECRET_OP" in text and "arena unknown" in text and "latency" in text
+
+
+def test_every_unknown_op_model(unsupported_op_model, tmp_path):
+    path = tmp_path / "ru.tflite"
+    path.write_bytes(unsupported_op_model)
+    out = _fit_json(path, "--board", "mps2-an386", "--no-arena")
+    assert out["macs"] == 0 and len(out["unknown_ops"]) == out["operators"]
+    assert out["boards"][0]["latency"]["cycles"] == 0
+
+
+def test_not_a_tflite_is_one_error_line(tmp_path):
+    path = tmp_path / "x.tflite"
+    path.write_bytes(b"nope" * 10)
+    result = CliRunner().invoke(cli, ["fit", str(path)])
+    assert result.exit_code != 0 and result.stderr.startswith("error: ")
+    unknown = CliRunner().invoke(cli, ["fit", str(path), "--board", "nosuchboard"])
+    assert unknown.exit_code != 0 and "unknown board profile" in unknown.stderr
+
+
+# ---- the constants ----------------------------------------------------------------------------------
+
+ARENA_TOLERANCE_BYTES = 16  # one TFLM alignment unit
+
+
+@pytest.mark.parametrize("name", ["person_detect", "hello_world_int8"])
+def test_arena_estimate_reproduces_the_measured_pairs(name):
+    pair = cost_model()["arena_32bit"]["pairs"][name]
+    est = arena_32bit(pair["host"], pair["tensors"], pair["ops"])
+    assert abs(est - pair["cortex_m4"]) <= ARENA_TOLERANCE_BYTES
+
+
+def test_arena_pair_counts_match_the_model(hello_int8):
+    facts = model_facts(hello_int8, host_arena=False)
+    pair = cost_model()["arena_32bit"]["pairs"]["hello_world_int8"]
+    assert (facts.tensors, len(facts.ops)) == (pair["tensors"], pair["ops"])
+
+
+def test_every_constant_names_its_source():
+    for cpu in ("cortex-m4", "cortex-m7"):
+        for kernels in ("reference", "cmsis-nn"):
+            table = cycles_per_mac(cpu, kernels)
+            assert set(table) == {"conv", "depthwise_conv", "fully_connected", "other"}
+            assert all(c.value > 0 and len(c.source) > 20 for c in table.values())
+    assert all("assumed" in c.source for c in cycles_per_mac("cortex-m7", "cmsis-nn").values())
+    assert cycles_per_mac("host", "reference") is None
+    for name in board_names():
+        board = get_board(name)
+        if board.cpu != "host":
+            assert board.firmware_flash_bytes and board.firmware_ram_bytes and "engine-less" in board.firmware_build
+
+
+@pytest.mark.parametrize("bench", ["image_classification", "keyword_spotting", "anomaly_detection",
+                                   "visual_wake_words"])
+def test_latency_against_the_published_mlperf_tiny_figures(bench):
+    spec = cost_model()["calibration"]["benchmarks"][bench]
+    path = MLPERF / spec["model"]
+    if not path.exists():
+        pytest.skip(f"MLPerf Tiny model {path} missing (set TINYFARM_MLPERF_MODELS)")
+    facts = model_facts(path.read_bytes(), host_arena=False)
+    assert facts.macs == spec["macs"]
+    est = latency(facts.ops, "cortex-m4", cost_model()["calibration"]["cpu_hz"], "cmsis-nn")["ms"]
+    # three were calibrated on (1%), visual wake words is held out (the model says -15%)
+    tolerance = 0.20 if bench == "visual_wake_words" else 0.01
+    assert est == pytest.approx(spec["latency_ms"], rel=tolerance)
+
+
+def test_format_text_marks_what_does_not_fit(micro_speech):
+    facts = model_facts(micro_speech, host_arena=False)
+    facts.arena_bytes_32bit = 70_000  # more than the STM32F4 profile's 64 KiB arena buffer
+    text = format_text(fit(facts, [get_board("stm32f4-discovery")]))
+    assert "arena buffer   NO" in text and "over by 4,464 B" in text
