@@ -50,16 +50,9 @@ def quantize_only(config: PipelineConfig) -> bool:
 
 def read_tflite(path: str | Path) -> bytes:
     """The bytes of a ``.tflite`` file, or one :class:`ModelError` line (missing, unreadable, not TFLite)."""
-    path = Path(path)
-    try:
-        model = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"model file not found: {path}") from None
-    except OSError as exc:
-        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from None
-    if len(model) < 8 or model[4:8] != b"TFL3":
-        raise ModelError(f"{path} is not a .tflite file (no TFL3 identifier)")
-    return model
+    from tinyfarm.tflite_file import read_model
+
+    return read_model(path)
 
 
 def _interpreter(model: bytes, label: str):
