@@ -51,6 +51,9 @@ class DeviceInfo:
     tflm_version: str
     board: str
     tick_source: str
+    #: the engine's kernel library (KERNELS, sent after HELLO): "reference", "cmsis-nn", ...; "none"
+    #: without an engine; "unknown" for an engine on firmware older than the KERNELS capability
+    kernels: str = "unknown"
 
     @property
     def has_engine(self) -> bool:
@@ -177,6 +180,10 @@ class DeviceClient:
                                      f"this host speaks {VERSION}")
         r["max_payload"] = max(MIN_PAYLOAD, min(self.host_max_payload, r["max_payload"]))
         self.link.negotiated(r["max_payload"], r["rx_window"])
+        if r["capabilities"] & Capability.KERNELS:
+            r["kernels"] = self.call(MsgType.KERNELS, response_bytes=256)["kernels"]
+        else:
+            r["kernels"] = "unknown" if r["capabilities"] & Capability.ENGINE else "none"
         self.info = DeviceInfo(**r)
         if not self.link.baud and self.link.measured_rate is None:
             self.link.measure_rate()

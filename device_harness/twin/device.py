@@ -140,7 +140,7 @@ class TwinDevice:
             raise _Reply(ErrorCode.BAD_ARGUMENT, f"protocol version {protocol_version} not supported (device: {VERSION})")
         self.max_payload = max(MIN_PAYLOAD, min(self.device_max_payload, max_payload))
         caps = (Capability.ENGINE | (Capability.PACED if self.paced else 0)
-                | (Capability.DECODE if self.decode else 0))
+                | (Capability.DECODE if self.decode else 0) | Capability.KERNELS)
         p = self.profile
         return dict(protocol_version=VERSION, max_payload=self.max_payload, rx_window=RX_WINDOW,
                     capabilities=int(caps), cpu_hz=p.cpu_hz, tick_hz=1_000_000_000,
@@ -153,6 +153,9 @@ class TwinDevice:
 
     def _on_echo(self, data: bytes) -> dict:
         return {"data": data}
+
+    def _on_kernels(self) -> dict:
+        return {"kernels": "reference"}  # the tflite-micro wheel's TFLM runs its reference kernels
 
     def _on_model_begin(self, size: int, sha256: list[int]) -> dict:
         if size > self.profile.max_model_bytes:

@@ -87,7 +87,8 @@ Reply Dispatcher::nak(const FrameEvent& ev, uint16_t code, const char* message) 
 }
 
 Reply Dispatcher::handle(const FrameEvent& ev) {
-  if (fault_pending_ && ev.type != TFP_MSG_HELLO) {
+  // the handshake (HELLO, KERNELS) leaves the fault report for the next command
+  if (fault_pending_ && ev.type != TFP_MSG_HELLO && ev.type != TFP_MSG_KERNELS) {
     fault_pending_ = false;
     if (ev.type != TFP_MSG_RESET) return fail(ev, TFP_ERR_DEVICE_FAULT, fault_message_.c_str());
   }
@@ -101,6 +102,7 @@ Reply Dispatcher::handle(const FrameEvent& ev) {
         return r;
       }
     case TFP_MSG_ECHO: return echo(ev);
+    case TFP_MSG_KERNELS: return kernels(ev);
     case TFP_MSG_MODEL_BEGIN: return model_begin(ev);
     case TFP_MSG_MODEL_CHUNK: return model_chunk(ev);
     case TFP_MSG_MODEL_END: return model_end(ev);
@@ -138,7 +140,8 @@ Reply Dispatcher::hello(const FrameEvent& ev) {
   w.u16(TFP_PROTOCOL_VERSION);
   w.u16(config_.max_payload);
   w.u8(config_.rx_window);
-  w.u32((engine::available() ? TFP_CAP_ENGINE : 0u) | (engine::decodes() ? TFP_CAP_DECODE : 0u));
+  w.u32((engine::available() ? TFP_CAP_ENGINE : 0u) | (engine::decodes() ? TFP_CAP_DECODE : 0u) |
+        TFP_CAP_KERNELS);
   w.u32(config_.cpu_hz);
   w.u32(config_.tick_hz);
   w.u32(engine::arena_capacity());
@@ -346,6 +349,13 @@ Reply Dispatcher::arena(const FrameEvent& ev) {
   store_u32(payload_out() + TFP_ARENA_RSP_USED_OFFSET, engine::arena_used());
   store_u32(payload_out() + TFP_ARENA_RSP_CAPACITY_OFFSET, engine::arena_capacity());
   return respond(ev, TFP_ARENA_RSP_BYTES);
+}
+
+Reply Dispatcher::kernels(const FrameEvent& ev) {
+  if (ev.length != TFP_KERNELS_REQ_BYTES) return fail(ev, TFP_ERR_MALFORMED, "KERNELS takes no payload");
+  Writer w(payload_out(), payload_room());
+  w.str8(engine::kernels());  // "none" in the engine-less build
+  return respond(ev, w.size());
 }
 
 Reply Dispatcher::decompression(const FrameEvent& ev) {

@@ -54,6 +54,7 @@ class Dispatcher {
   Reply bench(const FrameEvent& ev);
   Reply arena(const FrameEvent& ev);
   Reply decompression(const FrameEvent& ev);
+  Reply kernels(const FrameEvent& ev);
 
   const DeviceConfig& config_;
   FrameParser& parser_;

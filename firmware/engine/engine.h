@@ -29,6 +29,9 @@ struct TensorInfo {
 bool available();
 // TFLM version string for HELLO ("none" in the engine-less build).
 const char* version();
+// The kernel library the engine was built with: "reference" (TFLM's portable kernels), "cmsis-nn"
+// (TFLM's CMSIS-NN kernels), ... ("none" in the engine-less build). Outputs and ticks depend on it.
+const char* kernels();
 // Tensor arena capacity in bytes (0 without an engine).
 uint32_t arena_capacity();
 // Bytes of the arena the loaded model uses (0 when nothing is loaded).

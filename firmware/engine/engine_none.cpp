@@ -14,6 +14,7 @@ constexpr Status kNoEngine{TFP_ERR_NO_ENGINE,
 
 bool available() { return false; }
 const char* version() { return "none"; }
+const char* kernels() { return "none"; }
 uint32_t arena_capacity() { return 0; }
 uint32_t arena_used() { return 0; }
 bool decodes() { return false; }

@@ -1,7 +1,7 @@
 // TFLite Micro engine: a MicroInterpreter over a static tensor arena, built only with TFLM_ROOT.
 //
-// The op resolver covers what tinyfarm's pipeline emits (conv/depthwise/dense/pool/reshape/softmax,
-// quantize/dequantize, mean, add/mul, pad, concatenation, activations, LSTM) plus common builtins.
+// The op resolver covers every builtin of TFLM's kernels that needs no more than a registration
+// (TF_ENGINE_OPS below), SVDF and TFLM's CIRCULAR_BUFFER / detection post-processing included.
 // A model is checked before the interpreter sees it: flatbuffer verification (MODEL_INVALID), schema
 // version, every operator present in the resolver (OP_UNSUPPORTED, naming the op), then
 // AllocateTensors (ARENA_TOO_SMALL with TFLM's own message).
@@ -46,7 +46,46 @@ namespace tf {
 namespace engine {
 namespace {
 
-constexpr int kMaxOps = 48 + (TF_TFLM_COMPRESSION ? 1 : 0);
+// The op resolver's contents: one list, so its capacity is its length (no hand count).
+// Every builtin TFLM's kernels provide (micro_mutable_op_resolver.h, TFLM 90b983c2), except those
+// that need more than a registration: the resource-variable ops (VAR_HANDLE, READ_VARIABLE,
+// ASSIGN_VARIABLE, CALL_ONCE need MicroResourceVariables), the signal library's audio front-end
+// ops (WINDOW, RFFT, FILTER_BANK..., sources outside tensorflow/lite/micro) and ETHOSU (an NPU).
+// That covers what the tinyfarm pipeline emits, what converted Keras models use, and every op of
+// TFLM's examples (hello_world, micro_speech, person_detection, mnist_lstm, memory_footprint's
+// keyword-spotting model with SVDF) apart from micro_speech's signal-library front end.
+// -DTINYFARM_TFLM_OPS="Conv2D;FullyConnected;..." (CMake) replaces the list for a part whose flash
+// cannot hold every kernel. TF_OP(name) is defined at each use of the list.
+#ifndef TF_ENGINE_OPS
+#define TF_ENGINE_OPS                                                                             \
+  /* what the tinyfarm pipeline emits */                                                          \
+  TF_OP(Conv2D) TF_OP(DepthwiseConv2D) TF_OP(FullyConnected) TF_OP(MaxPool2D)                     \
+  TF_OP(AveragePool2D) TF_OP(Reshape) TF_OP(Softmax) TF_OP(Quantize) TF_OP(Dequantize)            \
+  TF_OP(Mean) TF_OP(Add) TF_OP(Mul) TF_OP(Pad) TF_OP(Concatenation) TF_OP(Logistic) TF_OP(Tanh)   \
+  TF_OP(Relu) TF_OP(Relu6) TF_OP(UnidirectionalSequenceLSTM)                                      \
+  /* keyword spotting and TFLM's examples */                                                      \
+  TF_OP(Svdf) TF_OP(CircularBuffer) TF_OP(Cast) TF_OP(StridedSlice) TF_OP(Maximum) TF_OP(Minimum) \
+  TF_OP(Div) TF_OP(DetectionPostprocess)                                                          \
+  /* the other builtins of TFLM's kernels */                                                      \
+  TF_OP(Abs) TF_OP(AddN) TF_OP(ArgMax) TF_OP(ArgMin) TF_OP(BatchMatMul) TF_OP(BatchToSpaceNd)     \
+  TF_OP(BroadcastArgs) TF_OP(BroadcastTo) TF_OP(Ceil) TF_OP(Cos) TF_OP(CumSum)                    \
+  TF_OP(DepthToSpace) TF_OP(DynamicUpdateSlice) TF_OP(EmbeddingLookup) TF_OP(Elu) TF_OP(Equal)    \
+  TF_OP(Exp) TF_OP(ExpandDims) TF_OP(Fill) TF_OP(Floor) TF_OP(FloorDiv) TF_OP(FloorMod)           \
+  TF_OP(Gather) TF_OP(GatherNd) TF_OP(Greater) TF_OP(GreaterEqual) TF_OP(HardSwish) TF_OP(If)     \
+  TF_OP(L2Normalization) TF_OP(L2Pool2D) TF_OP(LeakyRelu) TF_OP(Less) TF_OP(LessEqual) TF_OP(Log) \
+  TF_OP(LogicalAnd) TF_OP(LogicalNot) TF_OP(LogicalOr) TF_OP(LogSoftmax) TF_OP(MirrorPad)         \
+  TF_OP(Neg) TF_OP(NotEqual) TF_OP(Pack) TF_OP(PadV2) TF_OP(Prelu) TF_OP(ReduceAll)               \
+  TF_OP(ReduceMax) TF_OP(ReduceMin) TF_OP(ResizeBilinear) TF_OP(ResizeNearestNeighbor)            \
+  TF_OP(ReverseV2) TF_OP(Round) TF_OP(Rsqrt) TF_OP(SelectV2) TF_OP(Shape) TF_OP(Sin) TF_OP(Slice) \
+  TF_OP(SpaceToBatchNd) TF_OP(SpaceToDepth) TF_OP(Split) TF_OP(SplitV) TF_OP(Sqrt) TF_OP(Square)  \
+  TF_OP(SquaredDifference) TF_OP(Squeeze) TF_OP(Sub) TF_OP(Sum) TF_OP(Transpose)                  \
+  TF_OP(TransposeConv) TF_OP(Unpack) TF_OP(While) TF_OP(ZerosLike)
+#endif
+
+#define TF_OP(name) +1
+constexpr int kListedOps = 0 TF_ENGINE_OPS;
+#undef TF_OP
+constexpr int kMaxOps = kListedOps + (TF_TFLM_COMPRESSION ? 1 : 0);
 using Resolver = tflite::MicroMutableOpResolver<kMaxOps>;
 constexpr char kDecodeOp[] = "TFLM_DECODE";  // custom code of TFLM's DECODE operator
 constexpr size_t kDecodeAlignment = 16;      // MicroArenaBufferAlignment(): each DECODE output's start
@@ -71,56 +110,10 @@ Message g_message;  // text of the last error (static storage for Status::messag
 const Resolver& resolver() {
   if (g_resolver == nullptr) {
     Resolver* r = new (g_resolver_storage) Resolver();
-    // what the tinyfarm pipeline emits
-    r->AddConv2D();
-    r->AddDepthwiseConv2D();
-    r->AddFullyConnected();
-    r->AddMaxPool2D();
-    r->AddAveragePool2D();
-    r->AddReshape();
-    r->AddSoftmax();
-    r->AddQuantize();
-    r->AddDequantize();
-    r->AddMean();
-    r->AddAdd();
-    r->AddMul();
-    r->AddPad();
-    r->AddConcatenation();
-    r->AddLogistic();
-    r->AddTanh();
-    r->AddRelu();
-    r->AddRelu6();
-    r->AddUnidirectionalSequenceLSTM();
-    // common builtins of small models
-    r->AddSub();
-    r->AddPadV2();
-    r->AddSqueeze();
-    r->AddExpandDims();
-    r->AddShape();
-    r->AddStridedSlice();
-    r->AddPack();
-    r->AddUnpack();
-    r->AddTranspose();
-    r->AddGather();
-    r->AddSplit();
-    r->AddSplitV();
-    r->AddSlice();
-    r->AddLeakyRelu();
-    r->AddHardSwish();
-    r->AddMaximum();
-    r->AddMinimum();
-    r->AddSum();
-    r->AddReduceMax();
-    r->AddRsqrt();
-    r->AddSquaredDifference();
-    r->AddResizeNearestNeighbor();
-    r->AddSpaceToBatchNd();
-    r->AddBatchToSpaceNd();
-    r->AddTransposeConv();
-    r->AddL2Normalization();
-    r->AddLogSoftmax();
-    r->AddPrelu();
-    r->AddDiv();
+    // kMaxOps counts the list, so no registration runs out of room
+#define TF_OP(name) r->Add##name();
+    TF_ENGINE_OPS
+#undef TF_OP
 #if TF_TFLM_COMPRESSION
     r->AddDecode();  // the custom operator "TFLM_DECODE"
 #endif
@@ -198,6 +191,10 @@ bool available() { return true; }
 #define TF_TFLM_VERSION "tflite-micro"
 #endif
 const char* version() { return TF_TFLM_VERSION; }
+#ifndef TF_TFLM_KERNELS
+#define TF_TFLM_KERNELS "reference"
+#endif
+const char* kernels() { return TF_TFLM_KERNELS; }
 uint32_t arena_capacity() { return TF_ARENA_BYTES; }
 uint32_t arena_used() {
   return g_interpreter ? static_cast<uint32_t>(g_interpreter->arena_used_bytes()) : 0u;
@@ -247,6 +244,8 @@ Status load(const uint8_t* model, size_t size, uint8_t* inputs, uint8_t* outputs
                       "was built without it: rebuild with -DTINYFARM_TFLM_COMPRESSION=ON (firmware/README.md)"};
       }
       if (op == tflite::BuiltinOperator_CUSTOM) {
+        // TFLM's own custom kernels (CIRCULAR_BUFFER, TFLite_Detection_PostProcess) are registered
+        if (code->custom_code() != nullptr && ops.FindOp(code->custom_code()->c_str()) != nullptr) continue;
         g_message = Message();
         g_message << "custom operator " << (code->custom_code() ? code->custom_code()->c_str() : "?")
                   << " is not in this firmware's op resolver";

@@ -42,6 +42,7 @@
 
 /* ---- message types ---- */
 #define TFP_MSG_HELLO 0x01u
+#define TFP_MSG_KERNELS 0x04u
 #define TFP_MSG_RESET 0x02u
 #define TFP_MSG_ECHO 0x03u
 #define TFP_MSG_MODEL_BEGIN 0x10u
@@ -81,6 +82,7 @@
 #define TFP_CAP_ENGINE 0x01u
 #define TFP_CAP_PACED 0x02u
 #define TFP_CAP_DECODE 0x04u
+#define TFP_CAP_KERNELS 0x08u
 
 /* ---- model status bits (MODEL_END) ---- */
 #define TFP_MODEL_VERIFIED 0x01u
@@ -128,6 +130,10 @@
 #define TFP_HELLO_RSP_MAX_MODEL_BYTES_SIZE 4u
 #define TFP_HELLO_RSP_FIRMWARE_VERSION_OFFSET 25u
 #define TFP_HELLO_RSP_MIN_BYTES 25u  /* fixed part before the first variable field */
+
+#define TFP_KERNELS_REQ_BYTES 0u  /* exact payload size */
+#define TFP_KERNELS_RSP_KERNELS_OFFSET 0u
+#define TFP_KERNELS_RSP_MIN_BYTES 0u  /* fixed part before the first variable field */
 
 #define TFP_RESET_REQ_BYTES 0u  /* exact payload size */
 #define TFP_RESET_RSP_BYTES 0u  /* exact payload size */
