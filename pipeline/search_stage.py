@@ -127,10 +127,12 @@ def run_search(ctx: StageContext) -> dict:
     def add(name: str, int8: bytes, info: dict, variant: dict | None) -> None:
         figures = measure_candidate(int8, data, budget.select_on, cfg.compression)
         stored = figures.pop("_stored", None)
+        if stored is not None:  # the file as the device stores it (candidate zero's too)
+            figures["tflm_path"] = ctx.rel(write_bytes(ctx.output(ctx.path(f"variants/{name}.tflm.tflite")),
+                                                       stored))
         if variant is not None:
             if stored is not None:
-                path = write_bytes(ctx.output(ctx.path(f"variants/{name}.tflm.tflite")), stored)
-                variant.update(tflm_path=ctx.rel(path), decompression_bytes=figures["decompression_bytes"])
+                variant.update(tflm_path=figures["tflm_path"], decompression_bytes=figures["decompression_bytes"])
             variants.append(variant)
         cand = Candidate(name, figures["flash_bytes"], figures["ram_bytes"], figures["accuracy"],
                          figures["test_accuracy"], {"info": info, **figures})
@@ -172,11 +174,12 @@ def run_search(ctx: StageContext) -> dict:
     if choice.met:
         chosen = next(r for r in records if r["name"] == choice.chosen.name)
         variant = next((v for v in ctx.variants() + variants if v["name"] == chosen["name"]), None)
-        source = ctx.path(variant.get("tflm_path") or variant["path"])
+        source = ctx.path(chosen.get("tflm_path") or variant["path"])
         summary.update(publish_deployable(
             ctx, source.read_bytes(), c_array=export.c_array,
             deployable={"copy_of": chosen["name"], "kind": "int8", "source": variant.get("source"),
-                        "method": variant.get("method"), "tflm_only": bool(variant.get("tflm_path")),
+                        "method": variant.get("method"), "tflm_only": bool(chosen.get("tflm_path")),
+                        "tflm_path": chosen.get("tflm_path"),
                         "compression": chosen["compression"],
                         "decompression_bytes": chosen["decompression_bytes"],
                         "flash_bytes": chosen["flash_bytes"], "ram_bytes": chosen["ram_bytes"],

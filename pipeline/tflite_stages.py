@@ -131,10 +131,12 @@ def run_tflm(ctx: StageContext) -> dict:
         # per tensor) runs as stored, with its decompression memory; LiteRT's reference outputs are
         # those of its plain int8 file.
         variant = variants[name]
+        if deployable and deployable["copy_of"] == name and deployable.get("tflm_path"):
+            variant = {**variant, **{k: deployable[k] for k in ("tflm_path", "decompression_bytes")}}
         stored = variant.get("tflm_path") or variant["path"]
         checks[name] = check_model(ctx.path(stored).read_bytes(), ref["inputs"][:n], ref["outputs"][:n],
                                    max_arena_bytes=cfg.max_arena_bytes, label=name,
-                                   decompression_bytes=variant.get("decompression_bytes", 0)).as_dict()
+                                   decompression_bytes=variant.get("decompression_bytes") or 0).as_dict()
         checks[name]["model"] = stored
     out = {"checks": checks}
     if deployable and deployable["copy_of"] in checks:

@@ -98,3 +98,17 @@ def test_unmeetable_budget_is_one_line_and_a_full_report(tmp_path):
     search = json.loads((out / "report.json").read_text())["search"]
     assert not search["met"] and len(search["candidates"]) == 2
     assert all(not c["fits"] for c in search["candidates"])
+
+
+def test_candidate_zero_is_deployed_as_stored(tmp_path, small_digits):
+    """When the PTQ baseline wins, the device gets its stored (TFLM-only) file, as measured."""
+    cfg = parse_config({**TINY_SEARCH, "search": {**TINY_SEARCH["search"], "stop_early": True},
+                        "target": {"flash_bytes": 1 << 20, "goal": "accurate", "max_drop": None}})
+    out = tmp_path / "run"
+    run_pipeline(cfg, out, splits=small_digits, log=lambda line: None)
+    report = json.loads((out / "report.json").read_text())
+    assert [c["name"] for c in report["search"]["candidates"]] == ["baseline_int8"]  # fits: stop
+    dep = report["deployable"]
+    assert dep["copy_of"] == "baseline_int8" and dep["tflm_only"]
+    assert (out / dep["path"]).stat().st_size == dep["flash_bytes"] < (out / "variants/baseline_int8.tflite").stat().st_size
+    assert dep["tflm"]["model"] == dep["tflm_path"] and dep["tflm"]["compared"] == 40
