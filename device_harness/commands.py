@@ -242,16 +242,25 @@ def bench(model, runs, warmup, inputs, device, board, arena_bytes, pace, baud, f
             arrays = [np.zeros(t.dims, t.numpy_dtype) for t in session.client.inputs]
         stats = session.bench(warmup=warmup, runs=runs, inputs=arrays)
         info_ = session.info
+        used, capacity = session.arena()
     out = {"model": str(model), "device": device, "board": info_.board, "tick_source": info_.tick_source,
-           "warmup": warmup, **stats.as_dict()}
+           "warmup": warmup, **stats.as_dict(), "arena_used_bytes": used, "arena_capacity_bytes": capacity}
+    if info_.board.startswith("twin"):  # a 64-bit host build of TFLM: a 32-bit target needs less
+        from device_harness.fit import arena_32bit, model_facts  # noqa: PLC0415
+
+        facts = model_facts(data, host_arena=False)
+        out["arena_bytes_32bit_estimate"] = arena_32bit(used, facts.tensors, len(facts.ops))
     if as_json:
         _emit(True, out)
         return
     from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
+    arena = f"arena {used:,} B" + (f" (~{out['arena_bytes_32bit_estimate']:,} B on a 32-bit target, estimated)"
+                                   if "arena_bytes_32bit_estimate" in out else "")
     table = Table(title=f"{Path(model).name} on {info_.board}", min_width=64,
-                  caption=f"{runs} runs after {warmup} warm-ups; ticks: {info_.tick_source} at {info_.tick_hz:,} Hz")
+                  caption=f"{runs} runs after {warmup} warm-ups; ticks: {info_.tick_source} at {info_.tick_hz:,} Hz; "
+                          f"{arena}")
     table.add_column("")
     table.add_column("ticks", justify="right")
     table.add_column("us", justify="right")

@@ -198,3 +198,12 @@ def test_format_text_marks_what_does_not_fit(micro_speech):
     facts.arena_bytes_32bit = 70_000  # more than the STM32F4 profile's 64 KiB arena buffer
     text = format_text(fit(facts, [get_board("stm32f4-discovery")]))
     assert "arena buffer   NO" in text and "over by 4,464 B" in text
+
+
+def test_bench_json_carries_the_32bit_arena_estimate(shared_models):
+    res = CliRunner().invoke(cli, ["bench", str(shared_models / "hello_world_int8.tflite"), "--device", "twin",
+                                   "--runs", "3", "--warmup", "0", "--json"], catch_exceptions=False)
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["arena_used_bytes"] == 1504  # the twin: a 64-bit host build of TFLM
+    assert out["arena_bytes_32bit_estimate"] == 676  # hand-measured on the Cortex-M4 (QEMU): 676 B
