@@ -103,6 +103,14 @@ def _load_model(path: str) -> bytes:
 
 
 # ---- twin ----------------------------------------------------------------------------------------
+def _tick_source(server: Any) -> str:
+    dev = server.device
+    if dev.estimate_ticks:
+        return f"estimate (the board's cycles from the cost model, {dev.profile.cpu_hz:,} Hz)"
+    return "host-ns"
+
+
+
 @click.command("twin")
 @click.option("--board", default=None, help="Board profile (see boards.yaml); default: the default profile.")
 @click.option("--arena-bytes", type=ARENA_BYTES, default=None, help="Override the profile's tensor arena size.")
@@ -113,8 +121,12 @@ def _load_model(path: str) -> bytes:
 @click.option("--idle-timeout", type=seconds(min_open=False), default=limits.DEFAULT_IDLE_TIMEOUT_S,
               show_default=True, help="With --tcp: drop a client silent for this many seconds, so a "
                                       "forgotten connection cannot hold the twin (0: never).")
+@click.option("--host-time", is_flag=True, default=None,
+              help="Ticks are host ns around Invoke() (tick_source host-ns) instead of the board's "
+                   "estimated cycles (tick_source estimate, the default for a board profile) "
+                   "[env: TINYFARM_TWIN_TICKS=host].")
 @click.option("--json", "as_json", is_flag=True, help="Print the URL and profile as one JSON line.")
-def twin(board, arena_bytes, tcp, port, pace, baud, idle_timeout, as_json) -> None:
+def twin(board, arena_bytes, tcp, port, pace, baud, idle_timeout, host_time, as_json) -> None:
     """Serve a TFLM device twin on a pty (or loopback TCP) and print its URL; Ctrl-C stops it.
 
     Over TCP one client holds the twin at a time; another one is answered BUSY naming the holder."""
@@ -124,7 +136,8 @@ def twin(board, arena_bytes, tcp, port, pace, baud, idle_timeout, as_json) -> No
     profile = get_board(board).with_overrides(arena_bytes=arena_bytes)
     line_baud = baud or (profile.baud if pace else None)
     try:
-        server = TwinServer(profile, tcp=tcp, port=port, baud=line_baud, idle_timeout_s=idle_timeout)
+        server = TwinServer(profile, tcp=tcp, port=port, baud=line_baud, idle_timeout_s=idle_timeout,
+                            host_time=host_time or None)
     except ValueError as exc:
         raise ConfigError(f"cannot serve the twin: {exc}") from None
     except OSError as exc:
@@ -132,12 +145,13 @@ def twin(board, arena_bytes, tcp, port, pace, baud, idle_timeout, as_json) -> No
     if as_json:
         click.echo(json.dumps({"url": server.url, "board": profile.name, "arena_bytes": profile.arena_bytes,
                                "max_model_bytes": profile.max_model_bytes, "paced_baud": line_baud,
-                               "idle_timeout_s": idle_timeout if tcp else None}))
+                               "idle_timeout_s": idle_timeout if tcp else None,
+                               "tick_source": "estimate" if server.device.estimate_ticks else "host-ns"}))
     else:
         click.echo(server.url)
         pacing = f", line paced at {line_baud} baud" if line_baud else ""
         click.echo(f"twin of {profile.name}: {profile.arena_bytes:,} B arena, {profile.max_model_bytes:,} B "
-                   f"model buffer{pacing}. Ctrl-C to stop.", err=True)
+                   f"model buffer{pacing}; ticks: {_tick_source(server)}. Ctrl-C to stop.", err=True)
     sys.stdout.flush()
     server.serve_until_stopped()
 
@@ -206,7 +220,7 @@ def invoke(model, inputs, output_dir, device, board, arena_bytes, pace, baud, fa
     with session_for(device, board, arena_bytes, pace, baud, farm) as session:
         session.require_engine(_upload(session, data, Path(model).name, not as_json))
         outputs, ticks = session.invoke(arrays)
-        tick_hz = session.info.tick_hz
+        tick_hz, tick_source = session.info.tick_hz, session.info.tick_source
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
@@ -217,9 +231,10 @@ def invoke(model, inputs, output_dir, device, board, arena_bytes, pace, baud, fa
         files.append(str(path))
     us = ticks * 1e6 / tick_hz if tick_hz else None
     out = {"model": str(model), "outputs": files, "shapes": [list(a.shape) for a in outputs],
-           "dtypes": [str(a.dtype) for a in outputs], "ticks": ticks, "tick_hz": tick_hz, "us": us}
+           "dtypes": [str(a.dtype) for a in outputs], "ticks": ticks, "tick_hz": tick_hz, "us": us, "tick_source": tick_source}
     text = "\n".join([f"{f}: {a.dtype} {tuple(a.shape)}" for f, a in zip(files, outputs)]
-                     + [f"invoke: {ticks:,} ticks" + (f" ({us:,.1f} us)" if us is not None else "")])
+                     + [f"invoke: {ticks:,} ticks" + (f" ({us:,.1f} us)" if us is not None else "")
+                        + f"; {measure.latency_source(tick_source)}"])
     _emit(as_json, out, text)
 
 
@@ -260,7 +275,8 @@ def bench(model, runs, warmup, inputs, device, board, arena_bytes, pace, baud, f
                                    if "arena_bytes_32bit_estimate" in out else "")
     table = Table(title=f"{Path(model).name} on {info_.board}", min_width=64,
                   caption=f"{runs} runs after {warmup} warm-ups; ticks: {info_.tick_source} at {info_.tick_hz:,} Hz; "
-                          f"{arena}")
+                          f"{arena}
+latency: {measure.latency_source(info_.tick_source)}")
     table.add_column("")
     table.add_column("ticks", justify="right")
     table.add_column("us", justify="right")
@@ -304,15 +320,17 @@ def evaluate(model, dataset, limit, reference, float_model, device, board, arena
             result = measure.evaluate_on_device(session.client, data, x, y, dataset=splits.name,
                                                 reference=reference, float_model=float_bytes,
                                                 progress=update)
-        board_name = session.info.board
-    out = {"model": str(model), "device": device, "board": board_name, **result.as_dict()}
+        board_name, tick_source = session.info.board, session.info.tick_source
+    out = {"model": str(model), "device": device, "board": board_name, "tick_source": tick_source,
+           **result.as_dict()}
     lat = result.latency
     lines = [f"{Path(model).name} on {board_name}, {splits.name} test split ({result.samples} samples): "
              f"accuracy {result.accuracy:.4f}"
              + (f", outputs identical to {measure.REFERENCE_NAMES.get(result.reference, result.reference)}: "
                 f"{result.identical_outputs}/{result.samples}"
                 f" ({result.identical_share:.1%})" if result.identical_share is not None else "")
-             + (f"; median latency {lat['median_us']:,.1f} us" if lat.get("median_us") is not None else "")]
+             + (f"; median latency {lat['median_us']:,.1f} us ({measure.latency_source(tick_source)})"
+                if lat.get("median_us") is not None else "")]
     for name, entry in result.references.items():
         if "error" in entry:
             lines.append(f"  vs {name}: not run ({entry['error'][:160]})")

@@ -3,6 +3,8 @@
 Built in:
   ``twin``                  a fresh TFLM twin with the default board profile (subprocess, pty)
   ``twin:BOARD``            a fresh twin with that board profile (``boards.yaml``)
+  ``twin:BOARD?ticks=host`` (or ``twin?ticks=host``) its ticks in host ns, not the board's estimated
+                            cycles (also: ``TINYFARM_TWIN_TICKS=host``)
   a pyserial URL            ``socket://host:port``, ``rfc2217://…``, ``loop://``, ``fault://…``
   a device or pty path      ``/dev/ttyACM0``, ``/dev/pts/3``
 
@@ -88,9 +90,16 @@ def _load_plugins() -> None:
 def _twin(arg: str | None, **options: Any) -> Backend:
     from device_harness.backends.twin import TwinBackend  # noqa: PLC0415
 
-    board = arg or options.get("board")
-    return TwinBackend(board, arena_bytes=options.get("arena_bytes"), pace=bool(options.get("pace")),
-                       baud=options.get("baud"), tcp=bool(options.get("tcp")))
+    board, _, query = (arg or "").partition("?")
+    host_time = options.get("host_time")
+    for item in filter(None, query.split("&")):
+        key, _, value = item.partition("=")
+        if key != "ticks" or value not in ("host", "estimate"):
+            raise ConfigError(f"twin option {short(item)}: use ticks=host or ticks=estimate")
+        host_time = value == "host"
+    return TwinBackend(board or options.get("board"), arena_bytes=options.get("arena_bytes"),
+                       pace=bool(options.get("pace")), baud=options.get("baud"), tcp=bool(options.get("tcp")),
+                       host_time=host_time)
 
 
 register_device("twin", _twin)
@@ -125,6 +134,9 @@ def resolve_device(spec: str, **options: Any) -> Backend:
             if backend is not None:
                 return backend
     prefix, _, arg = spec.partition(":")
+    prefix, query_mark, query = prefix.partition("?")  # "twin?ticks=host": options without an arg
+    if query_mark:
+        arg = f"{arg}?{query}"
     factory = _FACTORIES.get(prefix.lower())
     if factory is not None:
         return factory(arg or None, **options)

@@ -38,6 +38,16 @@ class LatencyStats:
         return d
 
 
+def latency_source(tick_source: str | None) -> str:
+    """What a latency figure from ``tick_source`` ticks is, so nobody reads an estimate as a measurement."""
+    if tick_source == "estimate":
+        return ("estimated board time (twin: the cost model's cycles for this model, not measured; "
+                "the same for every input, so the runs do not spread)")
+    if tick_source == "host-ns":
+        return "host CPU time (twin: host ns around Invoke(), not the board's cycles)"
+    return f"measured on the device ({tick_source or 'unknown tick source'})"
+
+
 def latency_stats(ticks: Sequence[int], tick_hz: int) -> LatencyStats:
     """Median, p90, min, max, mean of per-run ticks (``tick_hz`` converts them to time)."""
     if len(ticks) == 0:

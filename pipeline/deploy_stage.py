@@ -122,6 +122,13 @@ def render_deploy(figures: dict[str, Any]) -> list[str]:
                          f"{m['rel_l2'] if m['rel_l2'] is not None else '—'} / {m['max_steps']} |")
         if ref.get("error"):
             lines.append(f"| vs {name} | not run: {ref['error'][:120]} |")
+    if figures["tick_source"] == "estimate":
+        lines += ["", "This is a twin: TFLM's own kernels ran on this host, so accuracy is what they compute; "
+                      "the arena figure is from a 64-bit host build of TFLM, and latency is the board's "
+                      "*estimated* time (the cost model's cycles for this model at the board's clock, as "
+                      "`tinyfarm fit` computes them), not a measurement: it is the same for every input"
+                      + ("." if figures.get("line_paced") else
+                         ", and the upload crossed an unpaced pty, not the board's UART.")]
     if figures["tick_source"] == "host-ns":
         lines += ["", "This is a twin: TFLM's own kernels ran on this host, so accuracy is what they compute; "
                       "the arena figure is from a 64-bit host build of TFLM, and latency is host CPU time, "

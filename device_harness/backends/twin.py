@@ -19,15 +19,21 @@ from tinyfarm.errors import DeviceError
 
 
 class TwinBackend(Backend):
-    """``TwinBackend(board=None, arena_bytes=None, tcp=False, pace=False, baud=None)``.
+    """``TwinBackend(board=None, arena_bytes=None, tcp=False, pace=False, baud=None, host_time=None)``.
 
     ``pace``: the twin paces its line at the board's baud rate (or ``baud``), and the client is told
-    that rate so its timeouts scale with the line time.
+    that rate so its timeouts scale with the line time. ``host_time``: the twin's ticks are host ns
+    (``tick_source host-ns``) instead of the board's estimated cycles; None: ``TINYFARM_TWIN_TICKS=host``
+    decides (read here, in the launching process).
     """
 
     def __init__(self, board: str | None = None, *, arena_bytes: int | None = None, tcp: bool = False,
-                 pace: bool = False, baud: int | None = None, start_timeout_s: float = 60.0) -> None:
+                 pace: bool = False, baud: int | None = None, start_timeout_s: float = 60.0,
+                 host_time: bool | None = None) -> None:
         super().__init__()
+        from device_harness.twin.device import host_time_default  # noqa: PLC0415
+
+        self.host_time = host_time_default() if host_time is None else bool(host_time)
         self.profile = get_board(board).with_overrides(arena_bytes=arena_bytes)
         self.tcp = tcp
         self.pace_baud = baud or (self.profile.baud if pace else None)
@@ -43,12 +49,15 @@ class TwinBackend(Backend):
             cmd.append("--tcp")
         if self.pace_baud:
             cmd += ["--baud", str(self.pace_baud)]
+        if self.host_time:
+            cmd.append("--host-time")
         return cmd
 
     def start(self) -> str:
         if self._proc is not None and self._proc.poll() is None and self.url:
             return self.url
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop("TINYFARM_TWIN_TICKS", None)  # decided here (self.host_time), passed as --host-time
         self._stderr = tempfile.TemporaryFile()
         self._proc = child_process.spawn(self.command(), stdout=subprocess.PIPE, stderr=self._stderr,
                                          stdin=subprocess.PIPE, env=env)

@@ -1,4 +1,4 @@
-"""``python -m device_harness.twin [--board B] [--arena-bytes N] [--tcp] [--pace | --baud N] [--idle-timeout S]``.
+"""``python -m device_harness.twin [--board B] [--arena-bytes N] [--tcp] [--pace | --baud N] [--idle-timeout S] [--host-time]``.
 
 Prints the pyserial URL on the first line of stdout, then serves until SIGTERM/SIGINT. This is
 what :class:`device_harness.backends.twin.TwinBackend` starts as a subprocess.
@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-timeout", type=_in_range(0, 1e9, float), default=0.0,
                     help="with --tcp: drop a client silent this many seconds (0: never; the "
                          "launching process is the only client of a private twin)")
+    ap.add_argument("--host-time", action="store_true", default=None,
+                    help="ticks are host ns around Invoke() (tick_source host-ns), not the board's "
+                         "estimated cycles (tick_source estimate)")
     ap.add_argument("--exit-with-parent", action="store_true",
                     help="exit when stdin closes: the launching process died (even by kill -9)")
     args = ap.parse_args(argv)
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         profile = get_board(args.board).with_overrides(arena_bytes=args.arena_bytes)
         baud = args.baud or (profile.baud if args.pace else None)
         server = TwinServer(profile, tcp=args.tcp, port=args.port, baud=baud,
-                            idle_timeout_s=args.idle_timeout)
+                            idle_timeout_s=args.idle_timeout, host_time=args.host_time)
     except (TinyfarmError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

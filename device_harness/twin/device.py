@@ -25,6 +25,42 @@ from tinyfarm.tflite_file import decompression_bytes, is_compressed
 
 FIRMWARE_VERSION = "twin-1"
 RX_WINDOW = 16
+HOST_NS_HZ = 1_000_000_000
+#: HELLO's tick_source of a twin whose ticks are the board's estimated cycles (see :func:`estimated_cycles`)
+TICKS_ESTIMATE = "estimate"
+#: HELLO's tick_source of a twin whose ticks are host nanoseconds around ``Invoke()``
+TICKS_HOST_NS = "host-ns"
+#: environment variable: ``host`` makes twins started without an explicit choice report host time
+HOST_TIME_ENV = "TINYFARM_TWIN_TICKS"
+
+
+def host_time_default() -> bool:
+    """Does the environment ask for host-time ticks (``TINYFARM_TWIN_TICKS=host``)?"""
+    import os  # noqa: PLC0415
+
+    value = os.environ.get(HOST_TIME_ENV, "").strip().lower()
+    if value and value not in ("host", "host-ns", "estimate", "board"):
+        from tinyfarm.errors import ConfigError  # noqa: PLC0415
+
+        raise ConfigError(f"{HOST_TIME_ENV}={value!r}: use 'host' (host ns) or 'estimate' (board cycles)")
+    return value in ("host", "host-ns")
+
+
+def estimates_ticks(profile: BoardProfile) -> bool:
+    """Can a twin of ``profile`` report board-tick estimates (a real core with cost-model figures)?"""
+    from device_harness.fit import cycles_per_mac  # noqa: PLC0415
+
+    return profile.cpu != "host" and profile.cpu_hz > 0 and cycles_per_mac(profile.cpu, profile.kernels) is not None
+
+
+def estimated_cycles(model: bytes, profile: BoardProfile) -> int:
+    """One inference of ``model`` on ``profile``'s core, in cycles, from the cost model
+    (:func:`device_harness.fit.latency`): the same number for every input."""
+    from device_harness.fit import latency  # noqa: PLC0415
+    from tinyfarm.tflite_macs import op_costs  # noqa: PLC0415
+
+    cycles = latency(op_costs(model), profile.cpu, profile.cpu_hz, profile.kernels)["cycles"]
+    return int(cycles or 0)
 
 
 class _Reply(Exception):
@@ -51,11 +87,21 @@ class TwinDevice:
     gets alternate decompression memory sized to its DECODE outputs, beside the board's arena).
     ``decode=False`` plays a firmware built without compression: MODEL_END of a compressed model
     answers COMPRESSION_UNSUPPORTED.
+
+    Ticks: on a profile with a real core (``cpu`` not ``host``, ``cpu_hz`` > 0) INVOKE and BENCH
+    report the loaded model's *estimated* cycles on that board (``tick_source: estimate``,
+    ``tick_hz`` = ``cpu_hz``; the cost model of ``tinyfarm fit``, the same for every input and run).
+    ``host_time=True`` (or the ``host`` profile) reports host nanoseconds around ``Invoke()``
+    instead (``tick_source: host-ns``). ``host_time=None``: ``TINYFARM_TWIN_TICKS=host`` decides.
     """
 
     def __init__(self, profile: BoardProfile, *, paced: bool = False, max_payload: int = MAX_PAYLOAD_LIMIT,
-                 tflm: tp.TflmProcess | None = None, decode: bool = True) -> None:
+                 tflm: tp.TflmProcess | None = None, decode: bool = True,
+                 host_time: bool | None = None) -> None:
         self.profile = profile
+        if host_time is None:
+            host_time = host_time_default()
+        self.estimate_ticks = not host_time and estimates_ticks(profile)
         self.paced = paced
         self.decode = decode
         self.device_max_payload = max(MIN_PAYLOAD, min(max_payload, MAX_PAYLOAD_LIMIT))
@@ -78,6 +124,7 @@ class TwinDevice:
         self._model: bytes | None = None
         self._info: tp.LoadInfo | None = None
         self._decompression = (0, 0)  # (used, capacity) of the loaded model's decompression memory
+        self._estimate = 0  # the loaded model's estimated cycles (estimate_ticks)
         self._inputs: list[bytearray] = []
         self._outputs: list[bytes] = []
 
@@ -143,10 +190,12 @@ class TwinDevice:
                 | (Capability.DECODE if self.decode else 0) | Capability.KERNELS)
         p = self.profile
         return dict(protocol_version=VERSION, max_payload=self.max_payload, rx_window=RX_WINDOW,
-                    capabilities=int(caps), cpu_hz=p.cpu_hz, tick_hz=1_000_000_000,
+                    capabilities=int(caps), cpu_hz=p.cpu_hz,
+                    tick_hz=p.cpu_hz if self.estimate_ticks else HOST_NS_HZ,
                     arena_bytes=p.arena_bytes, max_model_bytes=p.max_model_bytes,
                     firmware_version=FIRMWARE_VERSION, tflm_version=self._tflm_version,
-                    board=f"twin:{p.name}", tick_source="host-ns")
+                    board=f"twin:{p.name}",
+                    tick_source=TICKS_ESTIMATE if self.estimate_ticks else TICKS_HOST_NS)
 
     def _on_reset(self) -> dict:
         return {}  # state is dropped after the answer is built (see handle)
@@ -214,6 +263,11 @@ class TwinDevice:
         except TflmError as exc:
             raise _Reply(exc.code, str(exc)) from None
         self._model, self._info = model, info
+        if self.estimate_ticks:
+            try:
+                self._estimate = estimated_cycles(model, self.profile)
+            except Exception:  # noqa: BLE001 - TFLM loaded it; a model the cost model cannot read gets 0
+                self._estimate = 0
         memory = extra.get("decompression_bytes", 0)
         self._decompression = (memory, memory)
         self._inputs = [bytearray(d.nbytes) for d in info.inputs]
@@ -271,7 +325,7 @@ class TwinDevice:
         inputs = self._input_arrays()
         outputs, ticks = self._run_tflm("INVOKE", self.tflm.invoke, inputs)
         self._outputs = [np.ascontiguousarray(o).tobytes() for o in outputs]
-        return {"ticks": int(ticks)}
+        return {"ticks": self._estimate if self.estimate_ticks else int(ticks)}
 
     def _on_get_output(self, index: int, offset: int, length: int) -> dict:
         self._need_model()
@@ -288,6 +342,8 @@ class TwinDevice:
             raise _Reply(ErrorCode.BAD_ARGUMENT, f"runs must be 1..{limit}")
         inputs = self._input_arrays()
         ticks = self._run_tflm("BENCH", self.tflm.bench, warmup, runs, inputs)
+        if self.estimate_ticks:  # TFLM still ran every run (faults show); the ticks are the estimate
+            ticks = [self._estimate] * len(ticks)
         return {"count": len(ticks), "ticks": [min(int(t), 0xFFFFFFFF) for t in ticks]}
 
     def _on_arena(self) -> dict:

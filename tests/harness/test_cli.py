@@ -34,7 +34,7 @@ def one_error_line(result) -> str:
 
 def test_info_and_deploy_json(twin_url, shared_models):
     info = json.loads(run("info", "--device", twin_url, "--json").stdout)
-    assert info["board"] == "twin:stm32f4-discovery" and info["tick_source"] == "host-ns"
+    assert info["board"] == "twin:stm32f4-discovery" and info["tick_source"] == "estimate"
     out = json.loads(run("deploy", str(shared_models / "micro_speech_quantized.tflite"), "--device", twin_url,
                          "--json").stdout)
     assert out["verified"] and out["loaded"] and out["bytes"] == 18800 and out["arena_used"] == 7584
@@ -51,7 +51,8 @@ def test_invoke_writes_outputs_and_bench_reports_stats(twin_url, shared_models, 
     bench = json.loads(run("bench", str(shared_models / "hello_world_int8.tflite"), "--device", twin_url,
                            "--runs", "20", "--warmup", "2", "--json").stdout)
     assert bench["runs"] == 20 and bench["min_ticks"] <= bench["median_ticks"] <= bench["p90_ticks"] <= bench["max_ticks"]
-    assert bench["median_us"] == pytest.approx(bench["median_ticks"] / 1000)
+    assert bench["median_us"] == pytest.approx(bench["median_ticks"] * 1e6 / bench["tick_hz"])
+    assert bench["tick_source"] == "estimate" and bench["min_ticks"] == bench["max_ticks"]
 
 
 def test_device_twin_starts_a_fresh_twin(shared_models):

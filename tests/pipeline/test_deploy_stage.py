@@ -21,7 +21,8 @@ def test_deploy_model_on_twin_measures_on_the_device(shared_models):
     assert figures["samples"] == 12
     assert figures["latency"]["runs"] == 7
     assert figures["latency"]["min_ticks"] <= figures["latency"]["median_ticks"] <= figures["latency"]["max_ticks"]
-    assert figures["tick_source"] == "host-ns"
+    assert figures["tick_source"] == "estimate"  # a board-profile twin speaks in that board's (estimated) time
+    assert figures["latency"]["min_ticks"] == figures["latency"]["max_ticks"]
     # the smallest arena this model allocates in on the host TFLM is 7,584 B (ENVIRONMENT.md)
     assert figures["arena_used_bytes"] >= 7000
     assert 0.0 <= figures["accuracy"] <= 1.0
@@ -30,6 +31,7 @@ def test_deploy_model_on_twin_measures_on_the_device(shared_models):
     text = "\n".join(render_deploy(figures))
     assert "On the device" in text and "identical" in text
     assert figures["line_paced"] is False and "unpaced pty" in text  # a twin's figures say what they are
+    assert "estimated" in text and "not a measurement" in text
 
 
 def test_deploy_to_unknown_device_is_one_clear_error(shared_models):
