@@ -275,8 +275,7 @@ def bench(model, runs, warmup, inputs, device, board, arena_bytes, pace, baud, f
                                    if "arena_bytes_32bit_estimate" in out else "")
     table = Table(title=f"{Path(model).name} on {info_.board}", min_width=64,
                   caption=f"{runs} runs after {warmup} warm-ups; ticks: {info_.tick_source} at {info_.tick_hz:,} Hz; "
-                          f"{arena}
-latency: {measure.latency_source(info_.tick_source)}")
+                          f"{arena}\nlatency: {measure.latency_source(info_.tick_source)}")
     table.add_column("")
     table.add_column("ticks", justify="right")
     table.add_column("us", justify="right")
