@@ -32,7 +32,12 @@ from device_harness.protocol.spec import FRAME_OVERHEAD, NUMPY_DTYPES, RESPONSE_
 from tinyfarm import errors
 from tinyfarm.tflite_file import decompression_bytes, is_compressed
 
-__all__ = ["DeviceClient", "DeviceInfo", "TensorInfo", "UploadResult"]
+__all__ = ["DeviceClient", "DeviceInfo", "TensorInfo", "TensorsUnsupported", "UploadResult"]
+
+
+class TensorsUnsupported(errors.DeviceError):
+    """The device cannot read intermediate tensors (no TENSORS capability)."""
+    retryable = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,11 @@ class DeviceInfo:
     def decodes(self) -> bool:
         """The engine runs TFLM-compressed models (DECODE operators): the DECODE capability."""
         return bool(self.capabilities & Capability.DECODE)
+
+    @property
+    def reads_tensors(self) -> bool:
+        """PRESERVE_TENSORS and READ_TENSOR work: the TENSORS capability."""
+        return bool(self.capabilities & Capability.TENSORS)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -362,3 +372,29 @@ class DeviceClient:
             ticks.extend(r["ticks"])
             first = False
         return ticks
+
+    # ---- intermediate tensors (TENSORS capability) -----------------------------------------------
+    def _need_tensors(self) -> None:
+        info = self._need_info()
+        if not info.reads_tensors:
+            raise TensorsUnsupported(
+                f"{self.link.name} ({info.board}, firmware {info.firmware_version}) cannot read intermediate "
+                "tensors (no TENSORS capability): use the twin, or firmware built with a TFLM engine and "
+                "-DTINYFARM_TENSOR_DEBUG=ON (firmware/README.md)")
+
+    def preserve_tensors(self, enable: bool = True) -> None:
+        """Models uploaded from now on keep every tensor (preserve-all-tensors: a bigger arena)."""
+        self._need_tensors()
+        self.call(MsgType.PRESERVE_TENSORS, enable=int(bool(enable)))
+
+    def read_tensor(self, index: int) -> np.ndarray:
+        """Tensor ``index`` (the model's tensor numbering, subgraph 0) after INVOKE, flat, in its dtype."""
+        self._need_tensors()
+        head = self.call(MsgType.READ_TENSOR, index=index, offset=0, length=0)
+        size, step, t = head["bytes"], min(self._bulk_step(), 0xFFFF), MsgType.READ_TENSOR
+        reqs = [(t, pack_request(t, index=index, offset=o, length=min(step, size - o)), 5 + min(step, size - o))
+                for o in range(0, size, step)]
+        data = b"".join(unpack_response(t, f.payload)["data"] for f in pipelined(self.link, reqs))
+        if len(data) != size:
+            raise errors.DeviceError(f"tensor {index}: {len(data)} bytes received, {size} expected")
+        return np.frombuffer(data, dtype=TensorInfo(head["dtype"], size, 0.0, 0, ()).numpy_dtype).copy()

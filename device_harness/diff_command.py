@@ -74,6 +74,9 @@ def _fmt(m: dict | None, float_ref: bool) -> str:
               help="How many samples of --dataset (or of seeded random inputs, the default).")
 @click.option("--tflm/--no-tflm", default=True, show_default=True,
               help="Run the model under test on the host TFLM (else on LiteRT's reference kernels).")
+@click.option("--device", "-d", default=None,
+              help="Run the model under test on this device (twin, qemu, a port...; it needs the TENSORS "
+                   "capability) and read every op's output back; the host TFLM becomes a reference.")
 @click.option("--min-cosine", type=click.FloatRange(-1, 1), default=0.999, show_default=True,
               help="A layer departs under this cosine similarity...")
 @click.option("--max-steps", type=click.FloatRange(0), default=1.0, show_default=True,
@@ -81,12 +84,12 @@ def _fmt(m: dict | None, float_ref: bool) -> str:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write a PNG of the error (relative L2) by layer.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def diff(model, float_model, reference_model, input_path, dataset, samples, tflm, min_cosine, max_steps,
-         plot_path, as_json) -> None:
-    """Per-layer comparison of the int8 MODEL, on the HOST only: every op's output on the host TFLM
-    (the firmware's kernels) against LiteRT's reference kernels, --reference and --float; cosine,
-    relative L2, max |diff| in quantization steps, and the first layer that departs. (Reading the
-    intermediate tensors of a real device needs a protocol message that is a later step.)"""
+def diff(model, float_model, reference_model, input_path, dataset, samples, tflm, device, min_cosine,
+         max_steps, plot_path, as_json) -> None:
+    """Per-layer comparison of the int8 MODEL: every op's output on the host TFLM (the firmware's
+    kernels), or with --device on that device (read back after each INVOKE), against LiteRT's
+    reference kernels, the host TFLM, --reference and --float; cosine, relative L2, max |diff| in
+    quantization steps, and the first layer that departs."""
     from device_harness.commands import _json_default, _load_model  # noqa: PLC0415
     from device_harness.layer_diff import layer_diff, plot  # noqa: PLC0415
 
@@ -95,8 +98,8 @@ def diff(model, float_model, reference_model, input_path, dataset, samples, tflm
     ref_bytes = _load_model(reference_model) if reference_model else None
     x, source = _inputs(data, input_path, dataset, samples)
     report = layer_diff(data, x, float_model=float_bytes, reference_model=ref_bytes, tflm=tflm,
-                        min_cosine=min_cosine, max_steps=max_steps)
-    report = {"model": str(model), "float": float_model, "reference": reference_model, "inputs": source,
+                        device=device, min_cosine=min_cosine, max_steps=max_steps)
+    report = {"model": str(model), "device": device, "float": float_model, "reference": reference_model, "inputs": source,
               **report}
     if plot_path:
         plot(report, plot_path, title=f"{Path(model).name}: error by layer")

@@ -16,7 +16,9 @@ process so a crash of the runtime is an error line) for a few samples, and compa
 
 A layer *departs* when its cosine similarity is under ``min_cosine`` or it is more than ``max_steps``
 quantization steps away (steps are not used against the float model: quantization alone is a step).
-Reading intermediate tensors from a real device needs a protocol message that does not exist yet.
+With ``device``, the run under test is a device's instead (:mod:`device_harness.tensor_read`: the
+TENSORS capability's PRESERVE_TENSORS + READ_TENSOR), and the host TFLM becomes a reference
+(``host-tflm``: identical expected, the same kernels unless the device's are optimized).
 """
 
 from __future__ import annotations
@@ -193,7 +195,7 @@ def _deq(v: np.ndarray, op: Op) -> np.ndarray:
 
 
 def layer_diff(model: bytes, x: np.ndarray, *, float_model: bytes | None = None,
-               reference_model: bytes | None = None, tflm: bool = True,
+               reference_model: bytes | None = None, tflm: bool = True, device: str | None = None,
                min_cosine: float = MIN_COSINE, max_steps: float = MAX_STEPS) -> dict[str, Any]:
     """The per-layer comparison of ``model`` on float samples ``x`` (see the module doc) as a dict:
     ``layers`` (op, type, shape, metrics per reference), ``first_departure`` per reference."""
@@ -201,7 +203,23 @@ def layer_diff(model: bytes, x: np.ndarray, *, float_model: bytes | None = None,
     runs: dict[str, LayerRun] = {}
     tflm_note = None
     under_test = "litert-reference"
-    if tflm:
+    if device:
+        from device_harness.tensor_read import run_device  # noqa: PLC0415
+
+        from tinyfarm.litert_reference import quantize_input  # noqa: PLC0415
+
+        q = quantize_input(_samples(x, lit.input), lit.input)
+        values = run_device(model, q, [op.tensor for op in lit.ops], [op.shape for op in lit.ops], device)
+        actual, under_test = LayerRun(lit.ops, values, lit.input), f"device {device}"
+        runs["litert-reference"] = lit
+        if tflm:
+            try:
+                runs["host-tflm"] = run_tflm(model, x, lit)
+            except ModelError as exc:
+                tflm_note = str(exc)
+        else:
+            tflm_note = "not asked (--no-tflm)"
+    elif tflm:
         try:
             actual = run_tflm(model, x, lit)
             under_test = "host-tflm"

@@ -174,6 +174,12 @@ class DeviceSession:
     def invoke(self, inputs: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int]:
         return self._need_client().invoke(inputs)
 
+    def read_tensors(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """Tensors ``indices`` of the loaded model after an invoke, flat (the model must have been
+        uploaded after ``client.preserve_tensors()``; see :meth:`DeviceClient.read_tensor`)."""
+        client = self._need_client()
+        return [client.read_tensor(i) for i in indices]
+
     def seeded_inputs(self, seed: int = 0) -> list[np.ndarray]:
         """Deterministic inputs for the loaded model (see :func:`device_harness.measure.seeded_inputs`)."""
         return seeded_inputs(self._need_client().inputs, seed)

@@ -93,17 +93,20 @@ class TwinDevice:
     ``tick_hz`` = ``cpu_hz``; the cost model of ``tinyfarm fit``, the same for every input and run).
     ``host_time=True`` (or the ``host`` profile) reports host nanoseconds around ``Invoke()``
     instead (``tick_source: host-ns``). ``host_time=None``: ``TINYFARM_TWIN_TICKS=host`` decides.
+    ``tensors``: the TENSORS capability (a model loaded after PRESERVE_TENSORS 1 keeps every tensor).
     """
 
     def __init__(self, profile: BoardProfile, *, paced: bool = False, max_payload: int = MAX_PAYLOAD_LIMIT,
                  tflm: tp.TflmProcess | None = None, decode: bool = True,
-                 host_time: bool | None = None) -> None:
+                 host_time: bool | None = None, tensors: bool = True) -> None:
         self.profile = profile
         if host_time is None:
             host_time = host_time_default()
         self.estimate_ticks = not host_time and estimates_ticks(profile)
         self.paced = paced
         self.decode = decode
+        self.tensors = tensors
+        self._preserve = False  # PRESERVE_TENSORS: the next loads keep every tensor (until RESET)
         self.device_max_payload = max(MIN_PAYLOAD, min(max_payload, MAX_PAYLOAD_LIMIT))
         self.max_payload = self.device_max_payload
         self.tflm = tflm or tp.TflmProcess(timeout_s=120.0)
@@ -127,6 +130,8 @@ class TwinDevice:
         self._estimate = 0  # the loaded model's estimated cycles (estimate_ticks)
         self._inputs: list[bytearray] = []
         self._outputs: list[bytes] = []
+        self._invoked = False  # an INVOKE since the model was loaded (READ_TENSOR)
+        self._preserved = False  # the model was loaded keeping every tensor
 
     def _fault(self, exc: Exception, during: str) -> _Reply:
         self.faults += 1
@@ -187,7 +192,8 @@ class TwinDevice:
             raise _Reply(ErrorCode.BAD_ARGUMENT, f"protocol version {protocol_version} not supported (device: {VERSION})")
         self.max_payload = max(MIN_PAYLOAD, min(self.device_max_payload, max_payload))
         caps = (Capability.ENGINE | (Capability.PACED if self.paced else 0)
-                | (Capability.DECODE if self.decode else 0) | Capability.KERNELS)
+                | (Capability.DECODE if self.decode else 0) | Capability.KERNELS
+                | (Capability.TENSORS if self.tensors else 0))
         p = self.profile
         return dict(protocol_version=VERSION, max_payload=self.max_payload, rx_window=RX_WINDOW,
                     capabilities=int(caps), cpu_hz=p.cpu_hz,
@@ -198,6 +204,7 @@ class TwinDevice:
                     tick_source=TICKS_ESTIMATE if self.estimate_ticks else TICKS_HOST_NS)
 
     def _on_reset(self) -> dict:
+        self._preserve = False
         return {}  # state is dropped after the answer is built (see handle)
 
     def _on_echo(self, data: bytes) -> dict:
@@ -254,8 +261,14 @@ class TwinDevice:
                          "without the DECODE capability")
         extra = self._decompression_kwargs(model) if compressed else {}
         try:
-            info = self.tflm.load(model, self.profile.arena_bytes, **extra)
+            preserve = {"preserve": True} if self._preserve else {}  # only then: stand-ins lack it
+            info = self.tflm.load(model, self.profile.arena_bytes, **preserve, **extra)
         except DeviceFault as exc:
+            if self._preserve and "failed to allocate" in str(exc).lower():
+                # the wheel's preserve-all-tensors allocation ends the process instead of failing
+                why = str(exc).split(": ", 1)[-1].removesuffix("; it was reset")
+                raise _Reply(ErrorCode.ARENA_TOO_SMALL, f"{self.profile.arena_bytes}-byte arena of "
+                             f"{self.profile.name} with every tensor preserved (PRESERVE_TENSORS): {why}") from None
             raise self._fault(exc, "model load") from None
         except ArenaTooSmall as exc:
             raise _Reply(ErrorCode.ARENA_TOO_SMALL,
@@ -268,6 +281,7 @@ class TwinDevice:
                 self._estimate = estimated_cycles(model, self.profile)
             except Exception:  # noqa: BLE001 - TFLM loaded it; a model the cost model cannot read gets 0
                 self._estimate = 0
+        self._preserved = self._preserve
         memory = extra.get("decompression_bytes", 0)
         self._decompression = (memory, memory)
         self._inputs = [bytearray(d.nbytes) for d in info.inputs]
@@ -325,6 +339,7 @@ class TwinDevice:
         inputs = self._input_arrays()
         outputs, ticks = self._run_tflm("INVOKE", self.tflm.invoke, inputs)
         self._outputs = [np.ascontiguousarray(o).tobytes() for o in outputs]
+        self._invoked = True
         return {"ticks": self._estimate if self.estimate_ticks else int(ticks)}
 
     def _on_get_output(self, index: int, offset: int, length: int) -> dict:
@@ -354,3 +369,32 @@ class TwinDevice:
         self._need_model()
         used, capacity = self._decompression
         return {"used": used, "capacity": capacity}
+
+    # ---- TENSORS: intermediate tensors (PRESERVE_TENSORS, READ_TENSOR) --------------------------
+    def _need_tensors(self) -> None:
+        if not self.tensors:
+            raise _Reply(ErrorCode.UNKNOWN_COMMAND, "this twin runs without the TENSORS capability")
+
+    def _on_preserve_tensors(self, enable: int) -> dict:
+        self._need_tensors()
+        if enable not in (0, 1):
+            raise _Reply(ErrorCode.BAD_ARGUMENT, f"enable {enable} (0 or 1)")
+        self._preserve = bool(enable)
+        return {}
+
+    def _on_read_tensor(self, index: int, offset: int, length: int) -> dict:
+        self._need_tensors()
+        self._need_model()
+        if not self._preserved:
+            raise _Reply(ErrorCode.BAD_STATE, "the model was not loaded with PRESERVE_TENSORS 1 "
+                                              "(send it before the upload)")
+        if not self._invoked:
+            raise _Reply(ErrorCode.BAD_STATE, "no INVOKE since the model was loaded")
+        dtype, data = self._run_tflm("READ_TENSOR", self.tflm.read_tensor, index)
+        code = DTYPE_OF_NUMPY.get(dtype.name)
+        if code is None:
+            raise _Reply(ErrorCode.INTERNAL, f"tensor type {dtype} has no protocol code")
+        if offset > len(data) or length > self.max_payload - 5:
+            raise _Reply(ErrorCode.BAD_ARGUMENT, f"read of {length} at {offset} (tensor {index} has "
+                                                 f"{len(data)} bytes)")
+        return {"dtype": code, "bytes": len(data), "data": data[offset:offset + length]}

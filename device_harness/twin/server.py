@@ -41,6 +41,7 @@ class TwinServer:
     ``baud``: pace the line at this rate (None: as fast as the pty/socket goes). ``decode=False``:
     a twin without the DECODE capability (a firmware built without TFLM compression).
     ``host_time``: ticks in host ns instead of the board's estimated cycles (see :class:`TwinDevice`).
+    ``tensors=False``: a twin without the TENSORS capability (PRESERVE_TENSORS, READ_TENSOR).
     ``idle_timeout_s`` (TCP): drop a client that has sent nothing for this long, so a forgotten
     connection cannot hold the twin forever (None: never). ``serve_forever()`` blocks until
     :meth:`stop`; ``start()`` runs it in a daemon thread.
@@ -48,7 +49,8 @@ class TwinServer:
 
     def __init__(self, profile: BoardProfile, *, tcp: bool = False, port: int = 0, baud: int | None = None,
                  max_payload: int = MAX_PAYLOAD_LIMIT, idle_timeout_s: float | None = None,
-                 decode: bool = True, host_time: bool | None = None) -> None:
+                 decode: bool = True, host_time: bool | None = None,
+                 tensors: bool = True) -> None:
         if not 0 <= int(port) <= 65535:
             raise ValueError(f"TCP port {port} is not in 0..65535")
         if baud is not None and baud <= 0:
@@ -63,7 +65,7 @@ class TwinServer:
         self._conn_since = self._last_activity = 0.0
         self.dropped_idle = 0
         self.device = TwinDevice(profile, paced=baud is not None, max_payload=max_payload, decode=decode,
-                                 host_time=host_time)
+                                 host_time=host_time, tensors=tensors)
         self.decoder = FrameDecoder(MAX_PAYLOAD_LIMIT)
         self._stop_r, self._stop_w = os.pipe()
         self._thread: threading.Thread | None = None

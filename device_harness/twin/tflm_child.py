@@ -74,11 +74,13 @@ class _Engine:
         self.outputs: list[dict] = []
 
     # -- operations -------------------------------------------------------------------------
-    def load(self, model: bytes, arena_size: int, decompression_bytes: int = 0) -> dict:
+    def load(self, model: bytes, arena_size: int, decompression_bytes: int = 0, preserve: bool = False) -> dict:
         """``decompression_bytes``: alternate memory for the outputs of DECODE operators (compressed
-        weights), beside the arena; 0 decodes into the arena."""
+        weights), beside the arena; 0 decodes into the arena. ``preserve``: TFLM's preserve-all-tensors
+        configuration (every tensor readable after Invoke; the arena use is then not recorded)."""
         self.interp = None
         self.model = None
+        self.tensor_count = 0
         try:
             count = self._runtime.count_resource_variables(model)
             del count
@@ -87,7 +89,8 @@ class _Engine:
         try:
             interp = self._runtime.Interpreter.from_bytes(
                 model, arena_size=int(arena_size),
-                alt_decompression_memory_size=int(decompression_bytes))
+                alt_decompression_memory_size=int(decompression_bytes),
+                **({"intrepreter_config": self._runtime.InterpreterConfig.kPreserveAllTensors} if preserve else {}))
         except Exception as exc:
             text = _captured()
             raise _classify_load_failure(exc, text)
@@ -95,8 +98,13 @@ class _Engine:
         self.model = model  # the C++ side may point into it: keep it alive
         self.inputs = [_details(interp.get_input_details(i)) for i in range(_count(interp, "input"))]
         self.outputs = [_details(interp.get_output_details(i)) for i in range(_count(interp, "output"))]
+        if preserve:
+            self.tensor_count = len(self._runtime.convert_bytearray_to_object(model).subgraphs[0].tensors)
         _clear_capture()
-        interp.print_allocations()
+        try:
+            interp.print_allocations()  # not recorded under preserve-all-tensors: arena_used 0
+        except ValueError:
+            pass
         m = _ALLOC_TOTAL.search(_captured().encode())
         return {
             "arena_used": int(m.group(1)) if m else 0,
@@ -151,6 +159,16 @@ class _Engine:
         for _ in range(warmup):
             self._invoke(interp)
         return {"ticks": np.array([self._invoke(interp) for _ in range(runs)], dtype=np.int64)}
+
+    def read_tensor(self, index: int) -> dict:
+        """Tensor ``index`` of subgraph 0 after Invoke (a preserve-all-tensors load only)."""
+        interp = self._need_model()
+        if not self.tensor_count:
+            raise _Failure("BAD_STATE", "the model was not loaded with preserve-all-tensors")
+        if not 0 <= index < self.tensor_count:
+            raise _Failure("BAD_ARGUMENT", f"tensor {index} of {self.tensor_count}")
+        data = np.ascontiguousarray(np.asarray(interp.GetTensor(int(index), 0)["tensor_data"]))
+        return {"dtype": data.dtype.str, "data": data.tobytes(), "count": self.tensor_count}
 
     def reset_state(self) -> dict:
         interp = self._need_model()

@@ -155,7 +155,8 @@ class TflmProcess:
         return self.info is not None
 
     # operations
-    def load(self, model: bytes, arena_size: int, *, decompression_bytes: int = 0) -> LoadInfo:
+    def load(self, model: bytes, arena_size: int, *, decompression_bytes: int = 0,
+             preserve: bool = False) -> LoadInfo:
         """Load ``model`` on an arena of ``arena_size`` bytes (replaces any loaded model).
 
         ``decompression_bytes``: alternate decompression memory for a compressed model's DECODE
@@ -166,7 +167,7 @@ class TflmProcess:
         with self._lock:
             self.info = None
             self._model = None
-            res = self._call("load", model, int(arena_size), int(decompression_bytes))
+            res = self._call("load", model, int(arena_size), int(decompression_bytes), bool(preserve))
             self._model, self._arena_size = model, int(arena_size)
             self._decompression_bytes = int(decompression_bytes)
             self.info = LoadInfo(int(arena_size), res["arena_used"],
@@ -212,6 +213,14 @@ class TflmProcess:
         with self._lock:
             arrays = self._check_inputs(inputs, batched=False) if inputs is not None else None
             return self._call("bench", arrays, int(warmup), int(runs))["ticks"]
+
+    def read_tensor(self, index: int) -> tuple[np.dtype, bytes]:
+        """(dtype, bytes) of tensor ``index`` (subgraph 0) after an invoke, for a model loaded with
+        ``preserve``; BadArgument for an index past the model's tensors."""
+        with self._lock:
+            self._need_info()
+            res = self._call("read_tensor", int(index))
+            return np.dtype(res["dtype"]), res["data"]
 
     def reset_state(self) -> None:
         """Reset variable tensors (stateful models) to their initial values."""

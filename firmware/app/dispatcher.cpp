@@ -97,6 +97,7 @@ Reply Dispatcher::handle(const FrameEvent& ev) {
     case TFP_MSG_RESET:
       if (ev.length != TFP_RESET_REQ_BYTES) return fail(ev, TFP_ERR_MALFORMED, "RESET takes no payload");
       {
+        engine::set_preserve(false);  // RESET forgets PRESERVE_TENSORS
         Reply r = respond(ev, 0);
         r.reset_after = true;
         return r;
@@ -113,13 +114,18 @@ Reply Dispatcher::handle(const FrameEvent& ev) {
     case TFP_MSG_BENCH: return bench(ev);
     case TFP_MSG_ARENA: return arena(ev);
     case TFP_MSG_DECOMPRESSION: return decompression(ev);
-    default: {
-      scratch_ = Message();
-      scratch_ << "unknown message type ";
-      scratch_.hex(ev.type);
-      return fail(ev, TFP_ERR_UNKNOWN_COMMAND, scratch_.c_str());
-    }
+    case TFP_MSG_PRESERVE_TENSORS:
+      if (engine::reads_tensors()) return preserve_tensors(ev);
+      break;  // without the TENSORS capability: unknown, like older firmware
+    case TFP_MSG_READ_TENSOR:
+      if (engine::reads_tensors()) return read_tensor(ev);
+      break;
+    default: break;
   }
+  scratch_ = Message();
+  scratch_ << "unknown message type ";
+  scratch_.hex(ev.type);
+  return fail(ev, TFP_ERR_UNKNOWN_COMMAND, scratch_.c_str());
 }
 
 Reply Dispatcher::hello(const FrameEvent& ev) {
@@ -141,7 +147,7 @@ Reply Dispatcher::hello(const FrameEvent& ev) {
   w.u16(config_.max_payload);
   w.u8(config_.rx_window);
   w.u32((engine::available() ? TFP_CAP_ENGINE : 0u) | (engine::decodes() ? TFP_CAP_DECODE : 0u) |
-        TFP_CAP_KERNELS);
+        TFP_CAP_KERNELS | (engine::reads_tensors() ? TFP_CAP_TENSORS : 0u));
   w.u32(config_.cpu_hz);
   w.u32(config_.tick_hz);
   w.u32(engine::arena_capacity());
@@ -367,6 +373,39 @@ Reply Dispatcher::decompression(const FrameEvent& ev) {
   store_u32(payload_out() + TFP_DECOMPRESSION_RSP_USED_OFFSET, engine::decompression_used());
   store_u32(payload_out() + TFP_DECOMPRESSION_RSP_CAPACITY_OFFSET, engine::decompression_capacity());
   return respond(ev, TFP_DECOMPRESSION_RSP_BYTES);
+}
+
+Reply Dispatcher::preserve_tensors(const FrameEvent& ev) {
+  if (ev.length != TFP_PRESERVE_TENSORS_REQ_BYTES) {
+    return fail(ev, TFP_ERR_MALFORMED, "PRESERVE_TENSORS wants enable u8");
+  }
+  const uint8_t enable = ev.payload[TFP_PRESERVE_TENSORS_REQ_ENABLE_OFFSET];
+  if (enable > 1) return fail(ev, TFP_ERR_BAD_ARGUMENT, "PRESERVE_TENSORS enable must be 0 or 1");
+  engine::set_preserve(enable == 1);
+  return respond(ev, TFP_PRESERVE_TENSORS_RSP_BYTES);
+}
+
+Reply Dispatcher::read_tensor(const FrameEvent& ev) {
+  const engine::Status ready = engine_ready();
+  if (!ready.ok()) return fail(ev, ready.code, ready.message);
+  if (ev.length != TFP_READ_TENSOR_REQ_BYTES) {
+    return fail(ev, TFP_ERR_MALFORMED, "READ_TENSOR wants index u32 + offset u32 + length u16");
+  }
+  const size_t room = payload_room() - TFP_READ_TENSOR_RSP_MIN_BYTES;
+  size_t want = load_u16(ev.payload + TFP_READ_TENSOR_REQ_LENGTH_OFFSET);
+  if (want > room) want = room;
+  uint8_t* p = payload_out();
+  size_t copied = 0;
+  uint8_t dtype = 0;
+  uint32_t bytes = 0;
+  const engine::Status st = engine::read_tensor(
+      load_u32(ev.payload + TFP_READ_TENSOR_REQ_INDEX_OFFSET),
+      load_u32(ev.payload + TFP_READ_TENSOR_REQ_OFFSET_OFFSET), p + TFP_READ_TENSOR_RSP_DATA_OFFSET, want,
+      &copied, &dtype, &bytes);
+  if (!st.ok()) return fail(ev, st.code, st.message);
+  p[TFP_READ_TENSOR_RSP_DTYPE_OFFSET] = dtype;
+  store_u32(p + TFP_READ_TENSOR_RSP_BYTES_OFFSET, bytes);
+  return respond(ev, TFP_READ_TENSOR_RSP_DATA_OFFSET + copied);
 }
 
 }  // namespace tf

@@ -55,6 +55,8 @@ class Dispatcher {
   Reply arena(const FrameEvent& ev);
   Reply decompression(const FrameEvent& ev);
   Reply kernels(const FrameEvent& ev);
+  Reply preserve_tensors(const FrameEvent& ev);
+  Reply read_tensor(const FrameEvent& ev);
 
   const DeviceConfig& config_;
   FrameParser& parser_;

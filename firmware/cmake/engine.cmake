@@ -10,6 +10,9 @@
 #   TINYFARM_TFLM_COMPRESSION=ON (with TFLM_ROOT) -> the engine also registers TFLM's DECODE operator
 #                      and gives compressed models TF_DECOMPRESSION_BYTES of alternate decompression
 #                      memory; HELLO reports the DECODE capability.
+#   TINYFARM_TENSOR_DEBUG=ON (with TFLM_ROOT) -> HELLO reports the TENSORS capability: after
+#                      PRESERVE_TENSORS the engine loads models with TFLM's preserve_all_tensors and
+#                      READ_TENSOR reads any tensor after INVOKE (`tinyfarm diff MODEL --device`).
 set(TINYFARM_TFLM_KERNELS "reference" CACHE STRING
     "TFLM kernel library: reference | cmsis-nn (with TFLM_ROOT; must match TFLM_LIB when that is given)")
 set_property(CACHE TINYFARM_TFLM_KERNELS PROPERTY STRINGS reference cmsis-nn)
@@ -19,6 +22,8 @@ set(TFLM_DOWNLOADS "" CACHE PATH
     "TFLM's third-party downloads: flatbuffers/ gemmlowp/ ruy/ (+ cmsis/ cmsis_nn/); empty = TFLM_ROOT/tensorflow/lite/micro/tools/make/downloads")
 set(CMSIS_ROOT "" CACHE PATH "CMSIS (CMSIS_5/CMSIS_6) tree for cmsis-nn kernels; empty = TFLM_DOWNLOADS/cmsis")
 set(CMSIS_NN_ROOT "" CACHE PATH "CMSIS-NN tree for cmsis-nn kernels; empty = TFLM_DOWNLOADS/cmsis_nn")
+option(TINYFARM_TENSOR_DEBUG
+       "intermediate tensors: PRESERVE_TENSORS/READ_TENSOR, TENSORS capability (needs TFLM_ROOT)" OFF)
 option(TINYFARM_TFLM_COMPRESSION
        "run TFLM-compressed models: register DECODE, alternate decompression memory (needs TFLM_ROOT)" OFF)
 if(TFLM_ROOT STREQUAL "")
@@ -28,6 +33,9 @@ if(TFLM_ROOT STREQUAL "")
   message(STATUS "engine: none (protocol-conformance build; set -DTFLM_ROOT=... for TFLM)")
   if(TINYFARM_TFLM_COMPRESSION)
     message(STATUS "TINYFARM_TFLM_COMPRESSION ignored: there is no engine without TFLM_ROOT")
+  endif()
+  if(TINYFARM_TENSOR_DEBUG)
+    message(STATUS "TINYFARM_TENSOR_DEBUG ignored: there is no engine without TFLM_ROOT")
   endif()
   return()
 endif()
@@ -195,12 +203,16 @@ if(NOT TINYFARM_TFLM_OPS STREQUAL "")
   message(STATUS "engine: op resolver limited to TINYFARM_TFLM_OPS:${_ops}")
 endif()
 target_compile_definitions(tf_engine PRIVATE TF_TFLM_VERSION="${_tflm_version}" TF_TFLM_COMPRESSION=${_decode}
+                           TF_TENSOR_DEBUG=$<BOOL:${TINYFARM_TENSOR_DEBUG}>
                            TF_TFLM_KERNELS="${TINYFARM_TFLM_KERNELS}")
 target_include_directories(tf_engine PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(tf_engine PUBLIC tflm)
 target_compile_options(tf_engine PRIVATE ${TF_WARNINGS})
 message(STATUS "engine: TFLM headers from ${TFLM_ROOT}, ${_tflm_what}, ${TINYFARM_TFLM_KERNELS} "
                "kernels, arena ${TF_ARENA_BYTES} B")
+if(TINYFARM_TENSOR_DEBUG)
+  message(STATUS "engine: tensor debug (PRESERVE_TENSORS, READ_TENSOR; TENSORS capability)")
+endif()
 if(_decode)
   message(STATUS "engine: DECODE registered (compressed models), decompression memory "
                  "${TF_DECOMPRESSION_BYTES} B")

@@ -44,6 +44,17 @@ bool decodes();
 uint32_t decompression_capacity();
 uint32_t decompression_used();
 
+// Intermediate tensors (HELLO's TENSORS capability; only a build with -DTINYFARM_TENSOR_DEBUG=ON and
+// an engine): set_preserve(true) makes the following load()s build the interpreter with TFLM's
+// preserve_all_tensors (every tensor keeps its own arena space; sticky until set_preserve(false)),
+// and read_tensor() then copies tensor `index` (subgraph 0) after an invoke: its type, its whole
+// size, and up to `max_len` bytes from `offset`. BAD_STATE when the model was not loaded preserving
+// or not invoked since, BAD_ARGUMENT for an index past the model's tensors or an offset past the end.
+bool reads_tensors();
+void set_preserve(bool enable);
+Status read_tensor(uint32_t index, uint32_t offset, uint8_t* out, size_t max_len, size_t* copied,
+                   uint8_t* dtype, uint32_t* bytes);
+
 // Build an interpreter for a verified model that stays at `model` for as long as it is loaded.
 Status load(const uint8_t* model, size_t size, uint8_t* inputs, uint8_t* outputs);
 // Drop the interpreter (RESET, a new upload).

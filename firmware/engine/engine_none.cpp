@@ -35,6 +35,12 @@ Status get_output(uint8_t, uint32_t, uint8_t*, size_t, size_t* copied) {
   *copied = 0;
   return kNoEngine;
 }
+bool reads_tensors() { return false; }  // no TENSORS capability without an engine
+void set_preserve(bool) {}
+Status read_tensor(uint32_t, uint32_t, uint8_t*, size_t, size_t* copied, uint8_t*, uint32_t*) {
+  *copied = 0;
+  return kNoEngine;
+}
 
 }  // namespace engine
 }  // namespace tf

@@ -19,6 +19,7 @@
 #include "engine/tflm_platform.h"
 #include "protocol/tinyfarm_protocol.h"
 #include "protocol/wire.h"
+#include "tensorflow/lite/micro/memory_helpers.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/micro/micro_op_resolver.h"
@@ -106,6 +107,13 @@ alignas(tflite::MicroInterpreter) uint8_t g_interpreter_storage[sizeof(tflite::M
 Resolver* g_resolver = nullptr;
 tflite::MicroInterpreter* g_interpreter = nullptr;
 Message g_message;  // text of the last error (static storage for Status::message)
+#ifndef TF_TENSOR_DEBUG
+#define TF_TENSOR_DEBUG 0
+#endif
+bool g_preserve = false;     // set_preserve(): the next loads keep every tensor
+bool g_preserved = false;    // the loaded model keeps every tensor
+bool g_invoked = false;      // an invoke since the model was loaded
+uint32_t g_tensor_count = 0; // tensors of the loaded model's subgraph 0
 
 const Resolver& resolver() {
   if (g_resolver == nullptr) {
@@ -259,7 +267,13 @@ Status load(const uint8_t* model, size_t size, uint8_t* inputs, uint8_t* outputs
       }
     }
   }
-  g_interpreter = new (g_interpreter_storage) tflite::MicroInterpreter(m, ops, g_arena, TF_ARENA_BYTES);
+  g_preserved = TF_TENSOR_DEBUG && g_preserve;
+  g_invoked = false;
+  g_tensor_count = (m->subgraphs() && m->subgraphs()->size() > 0 && m->subgraphs()->Get(0)->tensors())
+                       ? m->subgraphs()->Get(0)->tensors()->size()
+                       : 0u;
+  g_interpreter = new (g_interpreter_storage)
+      tflite::MicroInterpreter(m, ops, g_arena, TF_ARENA_BYTES, nullptr, nullptr, g_preserved);
   g_decompression_used = 0;
 #if TF_TFLM_COMPRESSION && TF_DECOMPRESSION_BYTES > 0
   // only for a compressed model: the region's bookkeeping takes a few bytes of the arena
@@ -309,6 +323,7 @@ Status invoke() {
   if (g_interpreter == nullptr) return ready();
   tflm_clear_log();
   if (g_interpreter->Invoke() != kTfLiteOk) return error(TFP_ERR_INVOKE_FAILED, "Invoke failed");
+  g_invoked = true;
   return kOk;
 }
 
@@ -320,6 +335,36 @@ Status get_output(uint8_t index, uint32_t offset, uint8_t* out, size_t max_len, 
   const size_t n = (t->bytes - offset) < max_len ? t->bytes - offset : max_len;
   std::memcpy(out, t->data.raw + offset, n);
   *copied = n;
+  return kOk;
+}
+
+bool reads_tensors() { return TF_TENSOR_DEBUG != 0; }
+void set_preserve(bool enable) { g_preserve = enable; }
+
+Status read_tensor(uint32_t index, uint32_t offset, uint8_t* out, size_t max_len, size_t* copied,
+                   uint8_t* dtype, uint32_t* bytes) {
+  *copied = 0;
+  if (g_interpreter == nullptr) return ready();
+  if (!g_preserved) {
+    return Status{TFP_ERR_BAD_STATE, "the model was not loaded with PRESERVE_TENSORS 1 (send it before the upload)"};
+  }
+  if (!g_invoked) return Status{TFP_ERR_BAD_STATE, "no INVOKE since the model was loaded"};
+  if (index >= g_tensor_count) {
+    g_message = Message();
+    g_message << "tensor " << index << " of " << g_tensor_count;
+    return Status{TFP_ERR_BAD_ARGUMENT, g_message.c_str()};
+  }
+  const TfLiteEvalTensor* t = g_interpreter->GetTensor(static_cast<int>(index), 0);
+  size_t n = 0;
+  if (t == nullptr || tflite::TfLiteEvalTensorByteLength(t, &n) != kTfLiteOk) {
+    return error(TFP_ERR_INTERNAL, "GetTensor failed");
+  }
+  if (offset > n) return Status{TFP_ERR_BAD_ARGUMENT, "offset past the end of the tensor"};
+  *dtype = static_cast<uint8_t>(t->type);
+  *bytes = static_cast<uint32_t>(n);
+  const size_t k = (n - offset) < max_len ? n - offset : max_len;
+  if (k > 0 && t->data.raw != nullptr) std::memcpy(out, static_cast<const uint8_t*>(t->data.data) + offset, k);
+  *copied = k;
   return kOk;
 }
 

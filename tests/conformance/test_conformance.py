@@ -193,6 +193,39 @@ def test_decompression_follows_the_decode_capability(link, shared_models):
     assert used == 0 and capacity >= 0
 
 
+def test_tensors_follow_the_tensors_capability(link, shared_models):
+    """TENSORS implies an engine; without it PRESERVE_TENSORS and READ_TENSOR are unknown (like older
+    firmware). With it: READ_TENSOR is BAD_STATE until a model loaded after PRESERVE_TENSORS 1 has
+    been invoked, then type + size + bytes, BAD_ARGUMENT past the model's tensors."""
+    info = link.hello()
+    caps = info["capabilities"]
+    assert not caps & Capability.TENSORS or caps & Capability.ENGINE
+    preserve = pack_request(MsgType.PRESERVE_TENSORS, enable=1)
+    if not caps & Capability.TENSORS:
+        assert link.request(MsgType.PRESERVE_TENSORS, preserve).error["code"] == ErrorCode.UNKNOWN_COMMAND
+        r = link.request(MsgType.READ_TENSOR, pack_request(MsgType.READ_TENSOR, index=0, offset=0, length=0))
+        assert r.error["code"] == ErrorCode.UNKNOWN_COMMAND
+        return
+    link.request(MsgType.RESET)
+    info = link.hello()
+    assert not link.request(MsgType.PRESERVE_TENSORS, preserve).is_error
+    model = (shared_models / "hello_world_int8.tflite").read_bytes()
+    assert upload(link, model, info)["status"] & ModelStatus.LOADED
+
+    def read(index, length=16):
+        return link.request(MsgType.READ_TENSOR, pack_request(MsgType.READ_TENSOR, index=index, offset=0,
+                                                              length=length))
+
+    assert read(0).error["code"] == ErrorCode.BAD_STATE  # not invoked yet
+    assert not link.request(MsgType.SET_INPUT, pack_request(MsgType.SET_INPUT, index=0, offset=0,
+                                                            data=b"\x05")).is_error
+    assert not link.request(MsgType.INVOKE, timeout=30).is_error
+    r = read(4, 300).fields()  # the 16x16 int8 weights of the second FULLY_CONNECTED
+    assert r["dtype"] == 9 and r["bytes"] == 256 and len(r["data"]) == 256
+    assert read(10).error["code"] == ErrorCode.BAD_ARGUMENT  # hello_world has 10 tensors
+    link.request(MsgType.RESET)
+
+
 def test_unknown_command(link):
     link.hello()
     r = link.request(0x7E, b"")
