@@ -204,18 +204,27 @@ def render_markdown(report: dict, plot_name: str | None) -> str:
 def _next_steps(dep: dict, variants: list[dict], dataset: str) -> list[str]:
     """What a TinyML engineer does with the result, in commands that exist."""
     arena = (dep.get("tflm") or {}).get("arena_bytes")
+    memory = dep.get("decompression_bytes") or 0
     lines = ["## Next", "",
              f"- Embed `{dep['c_source']['source'] if dep.get('c_source') else dep['path']}` in your "
              "application" + (f"; give TFLM a tensor arena of at least {arena} B (plus what your "
-                                 "own ops need)." if arena else "."),
+                                 "own ops need; measured on the host TFLM, a 64-bit build: a Cortex-M "
+                                 "needs a little less)" if arena else "")
+             + (f", and {memory} B of alternate decompression memory: the weights are stored with "
+                "TFLM's weight compression, so register TFLM's DECODE operator (a TFLM with compression; "
+                "the harness firmware: `-DTINYFARM_TFLM_COMPRESSION=ON`)" if memory else "") + ".",
+             f"- Check flash, RAM and an estimated latency on every board profile: "
+             f"`tinyfarm fit {dep['path']}`.",
              f"- Measure on a board running the firmware (`firmware/README.md`, built with your TFLM): "
              f"`tinyfarm bench {dep['path']} --device /dev/ttyACM0`, and "
              f"`tinyfarm evaluate {dep['path']} --device /dev/ttyACM0 --dataset {dataset}` for accuracy."]
     chosen = next((v for v in variants if v["name"] == dep.get("copy_of")), None)
-    if chosen and (chosen.get("sparsity") or 0) > 0 and chosen.get("gzip_bytes"):
+    if (chosen and not dep.get("compression") and (chosen.get("sparsity") or 0) >= 0.3
+            and chosen.get("gzip_bytes")):
         lines.append(f"- Sparsity ({_pct(chosen['sparsity'])}) shrinks the download "
                      f"({chosen['gzip_bytes']} B gzipped), not flash: TFLM stores and runs the weights "
-                     f"dense, so flash use is the .tflite size ({chosen['size_bytes']} B).")
+                     f"dense, so flash use is the .tflite size ({chosen['size_bytes']} B); the `search` "
+                     "stage stores sparse weights with TFLM's pruning encoding instead.")
     return lines
 
 
