@@ -19,9 +19,3 @@ MAX_BAUD = 50_000_000
 MAX_PORT = 65535
 #: seconds a twin keeps a silent TCP client before dropping it (``tinyfarm twin --idle-timeout``)
 DEFAULT_IDLE_TIMEOUT_S = 60.0
-
-
-def check_range(name: str, value: float | None, lo: float, hi: float) -> None:
-    """ValueError naming ``name`` when ``value`` is given and not within ``lo..hi``."""
-    if value is not None and not lo <= value <= hi:
-        raise ValueError(f"{name} {value} is not in {lo}..{hi}")

@@ -370,9 +370,13 @@ def _check_outputs(model: keras.Model, path: Path, x_check: np.ndarray | None) -
     return {"checked_samples": count, "max_abs_diff": diff, "output_scale": scale}
 
 
+# Layer classes a model config may name besides ``keras.layers.*``: models, and the layers the
+# functional API makes of ``tf.*`` calls (checked by model_files to call maths only).
+_MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model", "TFOpLambda", "SlicingOpLambda"})
+
+
 def _builtin_layer(name: str) -> bool:
-    return name in ("Functional", "Sequential", "Model", "TFOpLambda", "SlicingOpLambda") or isinstance(
-        getattr(keras.layers, name, None), type)
+    return name in _MODEL_CLASSES or isinstance(getattr(keras.layers, name, None), type)
 
 
 def _load_tf_keras(path: Path, trust_code: bool) -> keras.Model:

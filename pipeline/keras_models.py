@@ -163,15 +163,6 @@ def load_user_model(path: str | Path, trust_code: bool = False, check_data=None)
     return import_user_model(path, check_data, trust_code=trust_code)[0]
 
 
-# Layer classes a model config may name besides ``keras.layers.*``: models, and the layers the
-# functional API makes of ``tf.*`` calls (checked by refuse_model_code to call maths only).
-_MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model", "TFOpLambda", "SlicingOpLambda"})
-
-
-def _builtin_layer(name: str) -> bool:
-    return name in _MODEL_CLASSES or isinstance(getattr(keras.layers, name, None), type)
-
-
 def check_model_fits(model: keras.Model, input_shape: tuple[int, ...], num_classes: int, source: str) -> None:
     """A user model must take the data's samples and output one score per class."""
     got_in = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None

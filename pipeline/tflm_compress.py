@@ -250,11 +250,30 @@ def _compress(model: bytes, specs: list) -> bytes:
 
 
 # -- proof ----------------------------------------------------------------------------------------
-def verify_bit_identical(original: bytes, compressed: CompressedModel, inputs: np.ndarray) -> dict:
+def tflm_reference(original: bytes, inputs: np.ndarray) -> dict:
+    """``original`` on the host TFLM, once: ``{"arena_bytes", "outputs"}`` (``outputs`` None and an
+    ``"error"`` when it does not run) — what :func:`verify_bit_identical` compares every storage of
+    the same model with."""
+    from device_harness.twin import TflmError, find_arena, host_outputs  # noqa: PLC0415
+
+    plain = find_arena(bytes(original))
+    if plain.arena_bytes is None:
+        return {"arena_bytes": None, "outputs": None,
+                "error": f"the original model does not run on TFLM: {plain.error}"}
+    try:
+        outputs = np.concatenate(list(host_outputs(bytes(original), plain.arena_bytes, np.asarray(inputs))))
+    except TflmError as exc:
+        return {"arena_bytes": plain.arena_bytes, "outputs": None, "error": f"{type(exc).__name__}: {exc}"}
+    return {"arena_bytes": plain.arena_bytes, "outputs": outputs}
+
+
+def verify_bit_identical(original: bytes, compressed: CompressedModel, inputs: np.ndarray, *,
+                         reference: dict | None = None) -> dict:
     """Run ``original`` and ``compressed`` on the host TFLM (the wheel's runtime, in the twin's child
     process) over every row of ``inputs`` (one sample a row, the model's input dtype) and count the
     samples whose output 0 is bit-identical. Each runs on its smallest arena, the compressed one with
-    its ``decompression_bytes`` of alternate memory.
+    its ``decompression_bytes`` of alternate memory. ``reference``: :func:`tflm_reference` of
+    ``original`` on the same ``inputs``, when several storages of one model are checked.
 
     Returns ``{"compared", "identical", "arena_bytes", "arena_bytes_uncompressed",
     "decompression_bytes"}``, plus ``"error"`` (and ``compared`` 0) when either model does not load
@@ -263,20 +282,20 @@ def verify_bit_identical(original: bytes, compressed: CompressedModel, inputs: n
     from device_harness.twin import TflmError, find_arena, host_outputs  # noqa: PLC0415
 
     inputs = np.asarray(inputs)
-    plain = find_arena(bytes(original))
+    reference = reference or tflm_reference(original, inputs)
     packed = find_arena(compressed.model, decompression_bytes=compressed.decompression_bytes)
     result = {"compared": 0, "identical": 0, "arena_bytes": packed.arena_bytes,
-              "arena_bytes_uncompressed": plain.arena_bytes,
+              "arena_bytes_uncompressed": reference["arena_bytes"],
               "decompression_bytes": compressed.decompression_bytes}
-    for label, search in (("original", plain), ("compressed", packed)):
-        if search.arena_bytes is None:
-            return {**result, "error": f"the {label} model does not run on TFLM: {search.error}"}
+    if reference["outputs"] is None:
+        return {**result, "error": reference["error"]}
+    if packed.arena_bytes is None:
+        return {**result, "error": f"the compressed model does not run on TFLM: {packed.error}"}
     try:
-        ref = np.concatenate(list(host_outputs(bytes(original), plain.arena_bytes, inputs)))
         got = np.concatenate(list(host_outputs(compressed.model, packed.arena_bytes, inputs,
                                                decompression_bytes=compressed.decompression_bytes)))
     except TflmError as exc:
         return {**result, "error": f"{type(exc).__name__}: {exc}"}
     n = len(inputs)
-    same = np.all(ref.reshape(n, -1) == got.reshape(n, -1), axis=1)
+    same = np.all(reference["outputs"].reshape(n, -1) == got.reshape(n, -1), axis=1)
     return {**result, "compared": n, "identical": int(np.count_nonzero(same))}
