@@ -104,11 +104,12 @@ def plot_budget(search: dict, path: Path, title: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     b = search["budget"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=110, sharey=True)
     for ax, key, limit, label in ((axes[0], "flash_bytes", b["flash_bytes"], "flash (B)"),
-                                  (axes[1], "ram_bytes", b["ram_bytes"], "RAM: arena + decompression (B)")):
+                                  (axes[1], "ram_bytes", b["ram_bytes"], "RAM: arena + decompression")):
         for c in search["candidates"]:
             if c.get(key) is None:
                 continue
@@ -121,6 +122,9 @@ def plot_budget(search: dict, path: Path, title: str) -> Path:
         if b.get("floor"):
             ax.axhline(100 * b["floor"], color="tab:orange", linestyle=":", label=f"floor {100 * b['floor']:.2f}%")
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=2))  # 4, 8, 16, 32 ... KiB
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1024:g} KiB"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
