@@ -108,7 +108,7 @@ def plot_budget(search: dict, path: Path, title: str) -> Path:
 
     b = search["budget"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=110, sharey=True)
-    for ax, key, limit, label in ((axes[0], "flash_bytes", b["flash_bytes"], "flash (B)"),
+    for ax, key, limit, label in ((axes[0], "flash_bytes", b["flash_bytes"], "flash"),
                                   (axes[1], "ram_bytes", b["ram_bytes"], "RAM: arena + decompression")):
         for c in search["candidates"]:
             if c.get(key) is None:
