@@ -48,13 +48,6 @@ def quantize_only(config: PipelineConfig) -> bool:
     return is_tflite_path(config.baseline.model_path)
 
 
-def read_tflite(path: str | Path) -> bytes:
-    """The bytes of a ``.tflite`` file, or one :class:`ModelError` line (missing, unreadable, not TFLite)."""
-    from tinyfarm.tflite_file import read_model
-
-    return read_model(path)
-
-
 def _interpreter(model: bytes, label: str):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -97,8 +90,11 @@ def check_float_tflite(model: bytes, input_shape: tuple, num_classes: int, label
 
 
 def check_tflite_file(path: str | Path, data) -> bytes:
-    """:func:`read_tflite` + :func:`check_float_tflite` against ``data`` (the splits); the bytes."""
-    model = read_tflite(path)
+    """:func:`tinyfarm.tflite_file.read_model` + :func:`check_float_tflite` against ``data`` (the
+    splits); the bytes."""
+    from tinyfarm.tflite_file import read_model
+
+    model = read_model(path)
     check_float_tflite(model, data.input_shape, data.num_classes, label=str(path))
     return model
 
