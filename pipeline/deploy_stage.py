@@ -81,7 +81,9 @@ def run_deploy(ctx: StageContext) -> dict:
                                progress=lambda i, total: progress.tick(1), reference=reference)
     figures["model"] = deployable["path"]
     console.print(f"  on {figures['board']}: accuracy {figures['accuracy']:.4f}, "
-                  f"median {_us(figures['latency'].get('median_us'))}, arena {figures['arena_used_bytes']} B, "
+                  f"median {_us(figures['latency'].get('median_us'))}"
+                  f"{' (estimated board time)' if figures['tick_source'] == 'estimate' else ''}, "
+                  f"arena {figures['arena_used_bytes']} B, "
                   f"identical to {_reference(figures)} {figures['identical_share']:.1%}")
     return {"deploy": figures, "report": {"deploy": figures}}
 
@@ -111,7 +113,8 @@ def render_deploy(figures: dict[str, Any]) -> list[str]:
         "| --- | --- |",
         f"| accuracy on device ({figures['samples']} test samples) | {figures['accuracy']:.4f} |",
         f"| outputs identical to {_reference(figures)} | {figures['identical_share']:.1%} |",
-        f"| latency median / p90 | {_us(lat.get('median_us'))} / {_us(lat.get('p90_us'))} |",
+        f"| latency median / p90{' (estimated, not measured)' if figures['tick_source'] == 'estimate' else ''}"
+        f" | {_us(lat.get('median_us'))} / {_us(lat.get('p90_us'))} |",
         f"| arena used / capacity (B) | {figures['arena_used_bytes']} / {figures['arena_capacity_bytes']} |",
         f"| upload | {figures['model_bytes']} B in {figures['upload_seconds']:.3f} s |",
     ]
