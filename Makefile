@@ -1,6 +1,6 @@
 # The two commands a fresh machine needs (see README):
 #   make run    train, compress, export, evaluate and deploy the default model (digits) -> runs/digits
-#   make test   the whole test suite (installs the ARM toolchain and QEMU when run as root)
+#   make test   the whole test suite (installs the ARM toolchain, QEMU and ser2net when run as root)
 # Both create the virtual environment in .venv on first use.
 
 PYTHON ?= python3
@@ -14,7 +14,7 @@ OUT    ?= runs/digits
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,labgrid]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -23,13 +23,13 @@ run: $(STAMP)
 # apt-get only when a tool is missing and we are root; otherwise the tests that need it skip.
 toolchain:
 	@if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null \
-	    || ! command -v cmake >/dev/null; then \
+	    || ! command -v cmake >/dev/null || ! [ -x /usr/sbin/ser2net ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing the ARM toolchain, CMake and QEMU (apt-get)"; \
+	    echo "installing the ARM toolchain, CMake, QEMU and ser2net (apt-get)"; \
 	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	      gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib \
-	      qemu-system-arm cmake >/dev/null; \
-	  else echo "ARM toolchain or QEMU missing and not root: firmware/QEMU tests will skip"; fi; \
+	      qemu-system-arm cmake ser2net >/dev/null; \
+	  else echo "ARM toolchain, QEMU or ser2net missing and not root: their tests will skip"; fi; \
 	fi
 
 test: $(STAMP) toolchain

@@ -47,6 +47,7 @@ PLUGIN_MODULES: list[str] = [
     "device_harness.backends.renode",
     "device_harness.backends.board",
     "device_harness.farm.device_names",
+    "device_harness.labgrid.backend",
 ]
 
 

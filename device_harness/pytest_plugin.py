@@ -5,6 +5,8 @@ pytest-embedded's (a ready ``dut`` fixture)::
 
     pytest tests/hil --farm farm.example.yaml --device ci     # a device name or a label
     pytest tests/hil --device twin                            # no farm: anything --device takes
+    pytest tests/hil --device labgrid:bench-f4                # a labgrid place ($LG_COORDINATOR)
+    pytest tests/hil --lg-env env.yaml                        # labgrid's plugin: its ``target``
 
     @pytest.mark.hil
     def test_runs(dut, shared_models):
@@ -185,23 +187,37 @@ class _DevicePool:
             self._open[d.name], self._locks[d.name] = device, lock
             return device
 
-    def acquire_direct(self):
+    def acquire_direct(self, selector: str | None = None, what: str | None = None):
         """Without a farm: ``--device`` resolved like every tinyfarm command does."""
         from device_harness.farm.connect import DirectDevice
+        selector = selector or self.selector
+        what = what or f"--device {selector}"
         with self._mutex:
             if "__direct__" not in self._open:
                 if "__direct__" in self._failed:
                     pytest.skip(self._failed["__direct__"])
-                device = DirectDevice(self.selector)
+                device = DirectDevice(selector)
                 try:
                     device.open()
                 except Exception as exc:  # noqa: BLE001
                     from device_harness.farm.scheduler import one_line
-                    self._failed["__direct__"] = f"--device {self.selector} did not come up: " \
-                                                 f"{one_line(exc)}"
+                    self._failed["__direct__"] = f"{what} did not come up: {one_line(exc)}"
                     pytest.skip(self._failed["__direct__"])
                 self._open["__direct__"] = device
             return self._open["__direct__"]
+
+    def acquire_labgrid_target(self, request: pytest.FixtureRequest):
+        """With labgrid's own plugin (``--lg-env``): its ``target``'s place — acquired the labgrid
+        way (``labgrid-client acquire``), as its ``RemotePlace`` requires — reached through the
+        place's ``NetworkSerialPort``."""
+        from labgrid.resource import NetworkSerialPort
+
+        from device_harness.labgrid.backend import serial_url
+        target = request.getfixturevalue("target")
+        port = target.get_resource(NetworkSerialPort)
+        url = serial_url({"host": port.host, "port": port.port, "protocol": port.protocol},
+                         target.name)
+        return self.acquire_direct(url, f"labgrid target {target.name} ({url})")
 
     # -- results store ---------------------------------------------------------------------------
 
@@ -366,8 +382,11 @@ def dut(request: pytest.FixtureRequest, tinyfarm_pool: _DevicePool) -> Dut:
         if need.labels or need.backends:
             pytest.skip(f"needs a farm device with {need.describe()}: pass --farm FILE")
         device = tinyfarm_pool.acquire_direct()
+    elif request.config.getoption("lg_env", default=None):  # labgrid's plugin: its target
+        device = tinyfarm_pool.acquire_labgrid_target(request)
     else:
-        pytest.skip("no device: pass --farm FILE [--device NAME|label] or --device twin|URL")
+        pytest.skip("no device: pass --farm FILE [--device NAME|label], --device twin|URL|"
+                    "labgrid:PLACE, or labgrid's --lg-env")
     try:
         device.client.reset()
     except (OSError, TinyfarmError):  # a device that lost its way gets restarted once

@@ -68,6 +68,7 @@ class DeviceSession:
 
     def open(self) -> "DeviceSession":
         """Start the backend, open the link, HELLO; on any failure the backend is stopped again."""
+        self.backend.lost_callback = self._backend_lost
         url = self.backend.start()
         try:
             self._connect(url)
@@ -75,6 +76,10 @@ class DeviceSession:
             self.backend.stop()
             raise
         return self
+
+    def _backend_lost(self, reason: str) -> None:
+        log.warning("%s: %s", self.name, reason)
+        self.abort()
 
     def _connect(self, url: str) -> None:
         log.info("%s: connecting to %s", self.name, url)

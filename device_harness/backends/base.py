@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 import subprocess
-from typing import Any
+from typing import Any, Callable
 
 from device_harness.boards import BoardProfile
 from tinyfarm import child_process
@@ -37,6 +37,9 @@ class Backend(abc.ABC):
     profile: BoardProfile | None = None
     #: the serial line rate when it is known and real (used to scale timeouts); None = unknown/unpaced
     baud: int | None = None
+    #: set by the device session: a backend that learns its device is gone (a labgrid exporter
+    #: that vanished) calls it with the reason, and the session aborts the call in progress
+    lost_callback: "Callable[[str], None] | None" = None
 
     def __init__(self) -> None:
         self.url: str | None = None
@@ -53,6 +56,10 @@ class Backend(abc.ABC):
         """Power-cycle / reset the device (after a fault); returns the (possibly new) URL."""
         self.stop()
         return self.start()
+
+    def check(self) -> None:
+        """Raise a (retryable) DeviceError when the device cannot be used now; called before each
+        farm job. Most backends learn of trouble from the link itself: nothing to check."""
 
     @property
     def running(self) -> bool:

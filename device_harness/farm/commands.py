@@ -17,10 +17,10 @@ from typing import Any
 import click
 
 from device_harness.cli_types import NON_NEGATIVE, seconds
-from tinyfarm.errors import ConfigError, DeviceError
+from tinyfarm.errors import ConfigError, DeviceError, TinyfarmError
 
 from .inventory import load_farm
-from .locks import DeviceLock, lock_dir
+from .locks import device_lock, lock_dir
 from .store import DEFAULT_DB, ResultsStore
 
 FARM_OPTION = click.option(
@@ -54,6 +54,12 @@ def farm() -> None:
     """
 
 
+def _place_text(device) -> str:
+    place = device.place
+    tags = ",".join(f"{k}={v}" for k, v in sorted(place.tags.items()))
+    return f"labgrid place {place.name}" if place.name else f"labgrid place with {tags}"
+
+
 # -- list ----------------------------------------------------------------------------------------
 
 @farm.command(name="list")
@@ -72,7 +78,7 @@ def list_cmd(farm_path: Path, labels: tuple[str, ...], as_json: bool) -> None:
     for col in ("name", "backend", "board", "connection / launch", "labels"):
         table.add_column(col)
     for d in devices:
-        how = d.connection.url if d.connection else ", ".join(
+        how = _place_text(d) if d.place else d.connection.url if d.connection else ", ".join(
             f"{k}={v}" for k, v in (d.launch.model_dump(exclude_none=True) if d.launch else {}).items()
         ) or "defaults"
         table.add_row(d.name, d.backend, d.board or "default", how, ", ".join(d.labels))
@@ -105,8 +111,13 @@ def status(farm_path: Path, labels: tuple[str, ...], timeout: float, no_hello: b
 
     def check(device) -> None:
         row: dict[str, Any] = {"name": device.name, "backend": device.backend}
-        lock = DeviceLock(the_farm.lock_key(device), device.name, directory, "tinyfarm farm status")
-        holder = lock.probe()
+        lock = device_lock(the_farm, device, directory, "tinyfarm farm status")
+        try:
+            holder = lock.probe()
+        except TinyfarmError as exc:  # a labgrid coordinator or place that is not there
+            row.update(state="no answer", detail=str(exc))
+            rows[device.name] = row
+            return
         if holder is not None:
             row.update(state="locked", holder={"pid": holder.pid, "host": holder.host,
                                                "command": holder.command, "since": holder.since},
@@ -345,3 +356,11 @@ def report(db_path: Path, run_ref: str | None, baseline: str | None, latency_tol
                        f"{f.baseline} -> {f.current} ({f.note})")
         if verdict.regressions and fail_on_regression:
             raise click.exceptions.Exit(1)
+
+
+def _add_labgrid_setup() -> None:
+    from device_harness.labgrid.lab_setup import labgrid_setup  # labgrid itself loads on use
+    farm.add_command(labgrid_setup)
+
+
+_add_labgrid_setup()

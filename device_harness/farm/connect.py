@@ -36,6 +36,7 @@ class FarmDevice(DeviceSession):
 
     def measure(self, model: ModelRef, options: RunOptions) -> dict[str, Any]:
         """One farm job on this device: the results-store columns (see :mod:`.measure_job`)."""
+        self.backend.check()  # e.g. a labgrid place whose exporter has gone since the last job
         return measure(self, model, options)
 
 

@@ -22,12 +22,20 @@ from device_harness.device_registry import known_devices, register_resolver, res
 from tinyfarm.errors import ConfigError, DeviceError
 
 from .inventory import DeviceSpec, Farm, load_farm
-from .locks import DeviceLock, lock_first_free
+from .locks import lock_dir, lock_first_free
 
 
 def backend_for(farm: Farm, spec: DeviceSpec):
     """The unstarted harness Backend for a farm entry."""
     board = spec.board
+    if spec.place is not None:  # a labgrid place: the one this process holds, else its own take
+        from device_harness.labgrid.backend import LabgridBackend
+        from device_harness.labgrid.place_lock import held
+        filters = farm.place_filters(spec)
+        return LabgridBackend(filters.pop("name", None), tags=filters or None,
+                              address=farm.labgrid_address, board=board,
+                              lock=held(farm.lock_key(spec)),
+                              lock_dir=lock_dir(farm.spec.lock_dir))
     known_board = board if board in board_names() else None  # a board without a profile is fine
     if spec.connection is not None:  # attached: a board on a port, or an emulator already running
         conn = spec.connection
@@ -64,7 +72,7 @@ class FarmBackend(Backend):
         self.spec: DeviceSpec = candidates[0]
         self.name = f"farm:{self.spec.name}"
         self.inner: Backend | None = None
-        self.lock: DeviceLock | None = None
+        self.lock: Any = None   # a DeviceLock, or a labgrid PlaceLock
 
     def _take_lock(self) -> None:
         self.spec, self.lock = lock_first_free(self.farm, self.candidates, wait_s=self.wait_s)
@@ -76,6 +84,7 @@ class FarmBackend(Backend):
         try:
             if self.inner is None:
                 self.inner = backend_for(self.farm, self.spec)
+            self.inner.lost_callback = self.lost_callback
             self.url = self.inner.start()
         except BaseException:
             self.stop()
@@ -92,6 +101,10 @@ class FarmBackend(Backend):
             if self.lock is not None:
                 self.lock.release()
                 self.lock = None
+
+    def check(self) -> None:
+        if self.inner is not None:
+            self.inner.check()
 
     def restart(self) -> str:
         if self.inner is None or self.lock is None:

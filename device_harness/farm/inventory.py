@@ -37,7 +37,7 @@ from tinyfarm import safe_yaml
 from tinyfarm.errors import ConfigError, short
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
-Backend = Literal["board", "renode", "qemu", "twin"]
+Backend = Literal["board", "renode", "qemu", "twin", "labgrid"]
 LAUNCHED_BACKENDS = ("renode", "qemu", "twin")
 
 
@@ -75,6 +75,36 @@ class Launch(_Strict):
     transport: Literal["pty", "tcp"] | None = Field(default=None, description="twin: how it is served")
 
 
+class PlaceSpec(_Strict):
+    """A labgrid place: by name, or any place carrying ``tags``; ``match`` and ``tags`` are what
+    ``tinyfarm farm labgrid-setup`` gives a named place on the coordinator."""
+
+    name: str | None = Field(default=None, pattern=NAME_PATTERN, description="the place's name")
+    tags: dict[str, str] = Field(default_factory=dict, description="place tags (select, or set)")
+    match: tuple[str, ...] = Field(default=(), description="resource patterns "
+                                   "exporter/group/class[/name] the place takes")
+
+    @model_validator(mode="after")
+    def _named_or_tagged(self) -> "PlaceSpec":
+        if not self.name and not self.tags:
+            raise ValueError("a place needs a name or tags that select places")
+        if self.match and not self.name:
+            raise ValueError("'match' needs the place's name (it is set on that place)")
+        for pattern in self.match:
+            if not 2 <= pattern.count("/") <= 3:
+                raise ValueError(f"match {short(pattern)}: use exporter/group/class[/name]")
+        for key, value in self.tags.items():
+            if not re.match(r"^[a-z][a-z0-9_]*$", key) or not re.match(r"^[a-z0-9_]*$", value):
+                raise ValueError(f"tag {short(key)}={short(value)}: labgrid takes lower-case "
+                                 "[a-z0-9_] keys and values")
+        return self
+
+
+class LabgridSection(_Strict):
+    coordinator: str | None = Field(default=None, description="HOST:PORT of the labgrid "
+                                    "coordinator; default $LG_COORDINATOR, else 127.0.0.1:20408")
+
+
 class DeviceSpec(_Strict):
     """One device of the farm."""
 
@@ -84,6 +114,7 @@ class DeviceSpec(_Strict):
     labels: tuple[str, ...] = ()
     connection: Connection | None = None
     launch: Launch | None = None
+    place: PlaceSpec | None = Field(default=None, description="labgrid: the place")
     lock_key: str | None = Field(
         default=None,
         description="identity the cross-process lock is keyed by (default: the serial URL for "
@@ -99,6 +130,12 @@ class DeviceSpec(_Strict):
 
     @model_validator(mode="after")
     def _connection_matches_backend(self) -> "DeviceSpec":
+        if (self.backend == "labgrid") != (self.place is not None):
+            raise ValueError("a 'labgrid' device needs 'place' (a name or tags), and 'place' is "
+                             "only for labgrid devices")
+        if self.backend == "labgrid" and (self.connection is not None or self.launch is not None):
+            raise ValueError("a 'labgrid' device is reached through its place: remove "
+                             "'connection'/'launch'")
         if self.backend == "board":
             if self.connection is None:
                 raise ValueError("a 'board' device needs connection.url (its serial port)")
@@ -138,6 +175,7 @@ class Defaults(_Strict):
 class FarmFile(_Strict):
     farm: str | None = Field(default=None, pattern=NAME_PATTERN)
     lock_dir: str | None = Field(default=None, description="where device lock files live")
+    labgrid: LabgridSection = LabgridSection()
     defaults: Defaults = Defaults()
     devices: tuple[DeviceSpec, ...] = Field(min_length=1)
 
@@ -191,6 +229,17 @@ class Farm:
                 return [device]
         return [d for d in self.devices if selector in d.labels]
 
+    @property
+    def labgrid_address(self) -> str:
+        from device_harness.labgrid import coordinator_address
+        return coordinator_address(self.spec.labgrid.coordinator)
+
+    @staticmethod
+    def place_filters(device: DeviceSpec) -> dict[str, str]:
+        """A labgrid device's reservation filter (labgrid matches ``name`` against place names)."""
+        assert device.place is not None
+        return {**device.place.tags, **({"name": device.place.name} if device.place.name else {})}
+
     def resolve_path(self, value: str) -> str:
         """A path from the farm file, relative to the file's folder; ``~`` expanded."""
         path = Path(os.path.expanduser(value))
@@ -204,6 +253,9 @@ class Farm:
         are keyed by farm file and name: each launch is its own process, but two runs of the same
         farm must still take turns, as they would on boards.
         """
+        if device.place is not None:  # the coordinator's place, whoever names it
+            from device_harness.labgrid import place_key
+            return place_key(self.labgrid_address, self.place_filters(device))
         if device.lock_key:
             return device.lock_key
         if device.connection is not None:
@@ -284,5 +336,6 @@ def _message(err: dict) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown key (not allowed here)"
     if err["type"] == "literal_error" and "backend" in err["loc"]:
-        return f"unknown backend {short(err.get('input'))}; expected one of board, renode, qemu, twin"
+        return (f"unknown backend {short(err.get('input'))}; expected one of board, renode, qemu, "
+                "twin, labgrid")
     return msg

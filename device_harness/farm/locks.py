@@ -18,14 +18,14 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import filelock
 
 from tinyfarm.atomic_files import write_text
-from tinyfarm.errors import DeviceError
+
+from .lock_holder import DeviceBusy, Holder
 
 if TYPE_CHECKING:
     from .inventory import DeviceSpec, Farm
@@ -38,25 +38,6 @@ def lock_dir(farm_lock_dir: str | None = None) -> Path:
     path = Path(os.path.expanduser(chosen))
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-@dataclass(frozen=True)
-class Holder:
-    pid: int
-    host: str
-    command: str
-    device: str
-    since: float
-
-    def describe(self) -> str:
-        age = time.time() - self.since
-        return f"pid {self.pid} on {self.host} ({self.command}) for {age:.0f} s"
-
-
-class DeviceBusy(DeviceError):
-    """The device is locked by someone else and we were not willing to wait (longer)."""
-
-    retryable = False
 
 
 class DeviceLock:
@@ -134,20 +115,36 @@ class DeviceLock:
         self.release()
 
 
+def device_lock(farm: "Farm", spec: "DeviceSpec", directory: Path, command: str | None = None):
+    """The lock of one farm device: a file lock here, or its place on the labgrid coordinator
+    (:class:`device_harness.labgrid.place_lock.PlaceLock`, the same interface)."""
+    if spec.place is not None:
+        from device_harness.labgrid.place_lock import PlaceLock  # noqa: PLC0415
+
+        return PlaceLock(farm.labgrid_address, farm.place_filters(spec), spec.name, directory,
+                         command)
+    return DeviceLock(farm.lock_key(spec), spec.name, directory, command)
+
+
 def lock_first_free(farm: "Farm", candidates: Sequence["DeviceSpec"], *, wait_s: float | None = 0.0,
                     command: str | None = None) -> tuple["DeviceSpec", DeviceLock]:
     """The one way to take a device: the first of ``candidates`` whose lock is free, held.
 
     Polls every 0.1 s for ``wait_s`` seconds (None: forever, 0: one try each), then raises
-    DeviceBusy naming the holder(s). The farm runner, ``--device NAME --farm`` and the pytest
+    DeviceBusy naming the holder(s). A single labgrid device waits in the coordinator's
+    reservation queue instead. The farm runner, ``--device NAME --farm`` and the pytest
     plugin all take their devices here.
     """
     directory = lock_dir(farm.spec.lock_dir)
+    if len(candidates) == 1 and candidates[0].place is not None:  # wait in labgrid's queue
+        lock = device_lock(farm, candidates[0], directory, command)
+        lock.acquire(timeout=wait_s)
+        return candidates[0], lock
     deadline = None if wait_s is None else time.monotonic() + wait_s
     while True:
         busy = []
         for spec in candidates:
-            lock = DeviceLock(farm.lock_key(spec), spec.name, directory, command)
+            lock = device_lock(farm, spec, directory, command)
             try:
                 lock.acquire(timeout=0)
             except DeviceBusy as exc:

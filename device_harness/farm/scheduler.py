@@ -34,7 +34,7 @@ from typing import Any, Callable, Protocol, Sequence
 from tinyfarm.errors import ConfigError, DeviceError, StorageError, TinyfarmError, is_retryable
 
 from .inventory import DeviceSpec, Farm
-from .locks import DeviceBusy, DeviceLock, lock_dir, lock_first_free
+from .locks import DeviceBusy, device_lock, lock_dir, lock_first_free
 from .store import ResultsStore
 
 
@@ -205,15 +205,19 @@ class FarmRunner:
     def _device_worker(self, spec: DeviceSpec) -> None:
         device_id = self.store.device_id(spec.name, spec.backend, spec.board,
                                          self.farm.lock_key(spec), spec.labels)
-        holder = DeviceLock(self.farm.lock_key(spec), spec.name, self._locks_dir).probe()
-        if holder is not None:
-            self.on_event(spec.name, "waiting", {"holder": holder.describe()})
         try:
+            holder = device_lock(self.farm, spec, self._locks_dir).probe()
+            if holder is not None:
+                self.on_event(spec.name, "waiting", {"holder": holder.describe()})
             wait = 0 if self.options.busy == "skip" else self.options.lock_timeout_s
             _, lock = lock_first_free(self.farm, [spec], wait_s=wait, command=self.command)
         except DeviceBusy as exc:
             self.on_event(spec.name, "skipped", {"reason": str(exc)})
             self._fail_all(spec, device_id, self.models, f"skipped: {exc}")
+            return
+        except DeviceError as exc:  # a lab's coordinator or place that cannot be had
+            self.on_event(spec.name, "unavailable", {"reason": str(exc)})
+            self._fail_all(spec, device_id, self.models, f"device unavailable: {exc}")
             return
         session = self.store.session_start(self.run_id, device_id, lock.acquired_at)
         try:
