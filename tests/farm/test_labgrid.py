@@ -214,7 +214,8 @@ def test_pytest_dut_on_a_labgrid_place_and_next_to_labgrids_plugin(lab, pytester
               "twin-3"]
     subprocess.run(client + ["acquire"], check=True, capture_output=True, timeout=30)
     try:
-        result = pytester.runpytest_subprocess("--lg-env", "env.yaml", "-p", "no:cacheprovider")
+        result = pytester.runpytest_subprocess("-p", "tinyfarm", "--lg-env", "env.yaml",
+                                               "-p", "no:cacheprovider")
         result.assert_outcomes(passed=1)
     finally:
         subprocess.run(client + ["release"], check=True, capture_output=True, timeout=30)
