@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -23,6 +24,22 @@ from tinyfarm.errors import DeviceError
 from . import require
 
 CALL_TIMEOUT_S = 10.0
+log = logging.getLogger(__name__)
+
+
+class _LabgridRootRecords(logging.Filter):
+    """labgrid's client logs to the root logger ("coordinator is unavailable: …"), which Python
+    prints to stderr when nothing is configured — a second line next to tinyfarm's one-line
+    error. Those records go to tinyfarm's log at DEBUG instead (``tinyfarm -vv`` shows them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "root" and "labgrid" in record.pathname.replace("\\", "/").split("/"):
+            log.debug("labgrid: %s", record.getMessage())
+            return False
+        return True
+
+
+logging.getLogger().addFilter(_LabgridRootRecords())
 
 
 class CoordinatorLost(DeviceError):
@@ -77,8 +94,11 @@ class Coordinator:
             self._run(self._session.start(), "connect", CALL_TIMEOUT_S)
         except Exception as exc:
             self.close()
-            raise CoordinatorLost(f"cannot reach the labgrid coordinator at {address}: "
-                                  f"{_detail(exc)}") from None
+            detail = _detail(exc)
+            hint = ("is labgrid-coordinator running there? the farm file's labgrid.coordinator "
+                    "or $LG_COORDINATOR names it") if "Could not connect" in detail else detail
+            raise CoordinatorLost(f"cannot reach the labgrid coordinator at {address} "
+                                  f"({hint})") from None
         self.name = f"{self._session.gethostname()}/{self._session.getuser()}"
 
     # -- plumbing ----------------------------------------------------------------------------------
@@ -247,4 +267,4 @@ def _close_all() -> None:
 def _detail(exc: BaseException) -> str:
     details = getattr(exc, "details", None)
     text = details() if callable(details) else str(exc)
-    return (text or type(exc).__name__).strip().splitlines()[0]
+    return (text or type(exc).__name__).strip().splitlines()[0].removeprefix("Error: ")

@@ -311,3 +311,22 @@ def test_url_handlers_work_with_pyserial_labgrid(lab):
         finally:
             client.close()
     assert serial.serial_for_url("fault://loop://#seed=1", timeout=0).__class__.__name__ == "FaultyPort"
+
+
+def test_no_coordinator_is_one_line_and_a_failed_job_not_a_hang(tmp_path, shared_models):
+    from device_harness.labgrid.loopback_lab import free_port
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    env = dict(os.environ, LG_COORDINATOR=address, TINYFARM_LOCK_DIR=str(tmp_path))
+    res = subprocess.run(TINYFARM + ["bench", str(shared_models / "hello_world_int8.tflite"),
+                                     "--device", "labgrid:p1"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode != 0
+    assert res.stderr.strip().splitlines() == [
+        f"error: cannot reach the labgrid coordinator at {address} (is labgrid-coordinator "
+        "running there? the farm file's labgrid.coordinator or $LG_COORDINATOR names it)"]
+    farm = tmp_path / "lab.yaml"
+    farm.write_text(f"labgrid: {{coordinator: '{address}'}}\n"
+                    "devices:\n  - {name: p1, backend: labgrid, place: {tags: {core: m4}}}\n")
+    summary, rows, _ = _run(farm, collect_models([str(shared_models)])[0], tmp_path / "r.sqlite")
+    assert [r["status"] for r in rows] == ["failed"] * 3
+    assert all(f"cannot reach the labgrid coordinator at {address}" in r["reason"] for r in rows)
