@@ -252,6 +252,10 @@ def build_cases() -> list[Case]:
         C("farm_unknown_backend", lambda c: ["farm", "list", "--farm", c.fx.farm(
             "badbackend.yaml", "{name: x1, backend: qmeu}")]),
         C("farm_missing_file", lambda c: ["farm", "list", "--farm", "missing.yaml"]),
+        C("farm_labgrid_place_without_name_or_tags", lambda c: ["farm", "list", "--farm", c.fx.farm(
+            "lgplace.yaml", "{name: l1, backend: labgrid, place: {match: [a/b/NetworkSerialPort]}}")]),
+        C("labgrid_no_coordinator", lambda c: ["info", "--device", "labgrid:p1"],
+          env={"LG_COORDINATOR": "127.0.0.1:1"}),
         C("farm_db_foreign_sqlite", lambda c: ["farm", "report", "--db", c.fx.foreign_sqlite]),
         C("farm_db_not_sqlite", lambda c: ["farm", "report", "--db", c.fx.text_as_sqlite]),
         C("farm_report_run_id_overflow", lambda c: ["farm", "report", "--db", c.fx.empty_store,

@@ -62,7 +62,7 @@ def run_case(case: Case, fx: Fixtures, root: Path, run_id: str) -> dict:
     result = {"name": case.name, "exit": None, "traceback": False, "strays": [], "problems": []}
     t0 = time.monotonic()
     try:
-        env = ctx.env()
+        env = dict(ctx.env(), **case.env)
         if case.needs == "qemu":
             env["PATH"] = fx.paused_qemu_path
         args = [str(a) for a in case.args(ctx)]
