@@ -37,7 +37,11 @@ class FarmDevice(DeviceSession):
     def measure(self, model: ModelRef, options: RunOptions) -> dict[str, Any]:
         """One farm job on this device: the results-store columns (see :mod:`.measure_job`)."""
         self.backend.check()  # e.g. a labgrid place whose exporter has gone since the last job
-        return measure(self, model, options)
+        metrics = measure(self, model, options)
+        place = getattr(self.backend, "place", None)
+        if place:  # a labgrid device selected by tags: which place did the work
+            metrics["labgrid_place"] = place
+        return metrics
 
 
 class DirectDevice(FarmDevice):

@@ -330,3 +330,22 @@ def test_no_coordinator_is_one_line_and_a_failed_job_not_a_hang(tmp_path, shared
     summary, rows, _ = _run(farm, collect_models([str(shared_models)])[0], tmp_path / "r.sqlite")
     assert [r["status"] for r in rows] == ["failed"] * 3
     assert all(f"cannot reach the labgrid coordinator at {address}" in r["reason"] for r in rows)
+
+
+def test_tags_select_places_each_worker_gets_its_own(lab, five_models, tmp_path, private_lock_dir):
+    farm = tmp_path / "tags.yaml"
+    farm.write_text(f"labgrid: {{coordinator: '{lab.address}'}}\ndevices:\n"
+                    "  - {name: a-1, backend: labgrid, place: {tags: {host: host_a}}}\n"
+                    "  - {name: a-2, backend: labgrid, place: {tags: {host: host_a}}}\n")
+    import threading
+    both_holding = threading.Barrier(2, timeout=30)  # each job starts once both hold a place
+
+    def on_event(device, event, details):
+        if event == "job_start":
+            both_holding.wait()
+
+    summary, rows, _ = _run(farm, five_models[:1], tmp_path / "r.sqlite", on_event=on_event)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    used = sorted(json.loads(r["extra_json"])["labgrid_place"] for r in rows)
+    assert used == ["twin-1", "twin-2"]  # one host-a place per worker, never host-b's
+    assert all(p.acquired is None for p in _places(lab).values())
