@@ -150,6 +150,7 @@ class Coordinator:
             raise CoordinatorLost(f"lost the labgrid coordinator at {self.address}")
 
         async def read() -> Any:
+            await self._session.sync_with_coordinator()  # every update sent so far is in
             places = {name: Place(name=name, tags=dict(p.tags), matches=tuple(repr(m) for m in p.matches),
                                   acquired=p.acquired, reservation=p.reservation,
                                   resources=tuple(tuple(r) for r in p.acquired_resources))

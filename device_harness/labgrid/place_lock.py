@@ -14,6 +14,7 @@ status`` shows it, and a later taker on the same host releases a place whose not
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -46,6 +47,21 @@ _HELD: dict[str, "PlaceLock"] = {}   # this process's held places by key: the fa
 def held(key: str) -> "PlaceLock | None":
     """The place this process holds for ``key`` (see :func:`device_harness.labgrid.place_key`)."""
     return _HELD.get(key)
+
+
+_LIVE: set["PlaceLock"] = set()      # locks with a reservation or a place outstanding
+
+
+@atexit.register
+def _release_all() -> None:
+    """However tinyfarm leaves (SIGTERM unwinds the main thread while farm workers, daemon
+    threads, still hold places): give every place back and cancel every reservation. Runs before
+    the coordinator sessions close (atexit is last-in, first-out)."""
+    for lock in list(_LIVE):
+        try:
+            lock.release()
+        except Exception:  # noqa: BLE001 - leaving anyway; the next taker's stale check remains
+            pass
 
 
 class PlaceUnusable(DeviceError):
@@ -139,6 +155,7 @@ class PlaceLock:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self.token = session.reserve(self.filters)
+            _LIVE.add(self)
             try:
                 place = self._wait_for_allocation(session, deadline)
                 if self._take(session, place):
@@ -189,6 +206,8 @@ class PlaceLock:
 
     def _cancel_reservation(self) -> None:
         token, self.token = self.token, None
+        if self.place is None:
+            _LIVE.discard(self)
         if token and self._session is not None and self._session.alive:
             try:
                 self._session.cancel(token)

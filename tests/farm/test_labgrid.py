@@ -349,3 +349,32 @@ def test_tags_select_places_each_worker_gets_its_own(lab, five_models, tmp_path,
     used = sorted(json.loads(r["extra_json"])["labgrid_place"] for r in rows)
     assert used == ["twin-1", "twin-2"]  # one host-a place per worker, never host-b's
     assert all(p.acquired is None for p in _places(lab).values())
+
+
+def test_sigterm_mid_run_releases_every_place_and_reservation(lab, five_models, tmp_path,
+                                                              private_lock_dir):
+    from device_harness.labgrid.coordinator import coordinator
+    env = dict(os.environ, TINYFARM_LOCK_DIR=str(private_lock_dir))
+    models = ",".join(str(m.path) for m in five_models)
+    proc = subprocess.Popen(TINYFARM + ["farm", "run", "--farm", str(lab.farm_path), "--models",
+                                        models, "--db", str(tmp_path / "r.sqlite"),
+                                        "--runs", "400"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.acquired for p in _places(lab).values()):
+            assert time.monotonic() < deadline and proc.poll() is None, "no place was taken"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, proc.stderr.read()[-2000:]
+    places = _places(lab)
+    assert all(p.acquired is None and p.reservation is None for p in places.values()), places
+    async def reservations(s, pb2):
+        return (await s.stub.GetReservations(pb2.GetReservationsRequest())).reservations
+    assert list(coordinator(lab.address).call("list reservations", reservations)) == []
+    assert not list(private_lock_dir.glob("labgrid-*"))
