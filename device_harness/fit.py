@@ -5,8 +5,8 @@
 or an estimate whose constant names its source in ``cost_model.yaml``:
 
 - **flash**: the model's bytes + the firmware's own footprint (measured on the engine-less build,
-  ``firmware_flash_bytes``) + TFLM's code (an estimate for the reference kernels; none known for
-  CMSIS-NN, which is then left out and said so);
+  ``firmware_flash_bytes``) + TFLM's code (measured by hand with the full op list, per kernel
+  library; a library without a figure is left out and said so);
 - **RAM**: the firmware's RAM (``firmware_ram_bytes``, engine-less) + the tensor arena *estimated* for
   a 32-bit target from the twin's host figure (:func:`arena_32bit`), in two cases: the model linked
   into flash by an application (no RAM for the model) and the harness firmware, which receives the
