@@ -5,8 +5,8 @@
 or an estimate whose constant names its source in ``cost_model.yaml``:
 
 - **flash**: the model's bytes + the firmware's own footprint (measured on the engine-less build,
-  ``firmware_flash_bytes``) + TFLM's code (an estimate for the reference kernels; none known for
-  CMSIS-NN, which is then left out and said so);
+  ``firmware_flash_bytes``) + TFLM's code (measured by hand with the full op list, per kernel
+  library; a library without a figure is left out and said so);
 - **RAM**: the firmware's RAM (``firmware_ram_bytes``, engine-less) + the tensor arena *estimated* for
   a 32-bit target from the twin's host figure (:func:`arena_32bit`), in two cases: the model linked
   into flash by an application (no RAM for the model) and the harness firmware, which receives the
@@ -64,17 +64,28 @@ def cycles_per_mac(cpu: str, kernels: str) -> dict[str, Constant] | None:
     entry = table.get(cpu, {}).get(kernels)
     if entry is None:
         return None
-    if "same_as" in entry:  # another core's figures, under this entry's own (assumed) source
+    if "same_as" in entry:  # another core's figures (times a factor, when given), under this entry's source
         base = cycles_per_mac(entry["same_as"], kernels) or {}
-        return {k: Constant(c.value, f"{_one(entry['source'])}; {entry['same_as']}: {c.source}")
+        factor = float(entry.get("factor", 1.0))
+        return {k: Constant(c.value * factor, f"{_one(entry['source'])}; {entry['same_as']}: {c.source}")
                 for k, c in base.items()}
-    if "scale_from" in entry:  # another kernel library's figures times a published factor
+    if "scale_from" in entry:  # another kernel library's figures times a factor per operator class
         base = cycles_per_mac(cpu, entry["scale_from"]) or {}
-        factor = float(entry["factor"])
-        return {k: Constant(c.value * factor, f"{_one(entry['source'])}; {entry['scale_from']}: {c.source}")
+        factors = {k: _factor(entry, k) for k in base}
+        return {k: Constant(c.value * factors[k][0],
+                            f"x {factors[k][0]:g}: {factors[k][1]}; {entry['scale_from']}: {c.source}")
                 for k, c in base.items()}
     return {k: Constant(float(v["value"]), _one(v["source"]))
             for k, v in entry.items() if isinstance(v, dict) and "value" in v}
+
+
+def _factor(entry: dict[str, Any], cls: str) -> tuple[float, str]:
+    """The factor of operator class ``cls`` in a ``scale_from`` entry: ``factors.<cls>`` (value and
+    source) or one ``factor`` for every class (under the entry's ``source``)."""
+    per_class = (entry.get("factors") or {}).get(cls)
+    if per_class is not None:
+        return float(per_class["value"]), _one(per_class["source"])
+    return float(entry["factor"]), _one(entry["source"])
 
 
 def summary(cpu: str, kernels: str) -> str:

@@ -7,6 +7,10 @@
 #                      TINYFARM_TFLM_KERNELS) or taken from a prebuilt static library (TFLM_LIB).
 #   TINYFARM_TFLM_KERNELS=reference|cmsis-nn -> which kernel library TFLM's operators use; HELLO
 #                      names it (outputs and ticks depend on it). cmsis-nn needs CMSIS and CMSIS-NN.
+#   TFLM_ROOT/signal present -> the signal library's custom ops (SignalWindow, SignalRfft, ...) are
+#                      registered (TF_TFLM_SIGNAL=1) and, when compiling TFLM here, signal/micro/kernels/*.cc,
+#                      signal/src/*.cc and signal/src/kiss_fft_wrappers/*.cc are compiled (kissfft
+#                      from TFLM's downloads); with TFLM_LIB, when its symbols have tflm_signal::Register_*.
 #   TINYFARM_TFLM_COMPRESSION=ON (with TFLM_ROOT) -> the engine also registers TFLM's DECODE operator
 #                      and gives compressed models TF_DECOMPRESSION_BYTES of alternate decompression
 #                      memory; HELLO reports the DECODE capability.
@@ -55,7 +59,7 @@ else()
 endif()
 # Headers TFLM needs from its third-party dependencies, wherever the tree keeps them.
 set(_tflm_includes ${TFLM_ROOT})
-foreach(dep flatbuffers/include gemmlowp ruy kissfft)
+foreach(dep flatbuffers/include gemmlowp ruy kissfft)  # kissfft: the signal library's FFTs
   foreach(base "${TFLM_ROOT}/third_party" "${_tflm_downloads}")
     if(EXISTS "${base}/${dep}")
       list(APPEND _tflm_includes "${base}/${dep}")
@@ -65,6 +69,12 @@ endforeach()
 # The definitions TFLM is built with for Cortex-M; the headers need the same ones.
 set(_tflm_definitions TF_LITE_STATIC_MEMORY TF_LITE_DISABLE_X86_NEON TF_LITE_MCU_DEBUG_LOG
     FLATBUFFERS_LOCALE_INDEPENDENT=0)
+
+# The signal library (audio front-end custom ops) lives beside tensorflow/ in TFLM trees since 2023.
+set(_tflm_signal 0)
+if(EXISTS "${TFLM_ROOT}/signal/micro/kernels")
+  set(_tflm_signal 1)
+endif()
 
 if(TFLM_LIB STREQUAL "")
   # ---- compile TFLM here: the `microlite` sources of TFLM's tools/make/sources.inc ----
@@ -91,6 +101,20 @@ if(TFLM_LIB STREQUAL "")
   list(APPEND _tflm_sources ${_tfl_sources})
   # tests and their helpers; lite/array.cc (not with TF_LITE_STATIC_MEMORY); debug_log.cc
   # (engine/tflm_platform.cpp is the firmware's DebugLog)
+  # the signal library (TFLM's sources.inc MICROLITE_CC_SIGNAL_KERNEL_SRCS and additional_kernels.inc):
+  # its kernels, its DSP sources and the kissfft wrappers, which #include kissfft's kiss_fft.c
+  if(_tflm_signal)
+    file(GLOB _signal_sources "${TFLM_ROOT}/signal/micro/kernels/*.cc" "${TFLM_ROOT}/signal/src/*.cc"
+         "${TFLM_ROOT}/signal/src/kiss_fft_wrappers/*.cc")
+    list(APPEND _tflm_sources ${_signal_sources})
+    find_file(_found_kiss_fft kiss_fft.c PATHS ${_tflm_includes} NO_DEFAULT_PATH NO_CACHE)
+    if(NOT _found_kiss_fft)
+      message(FATAL_ERROR "TFLM_ROOT has the signal library (${TFLM_ROOT}/signal), whose FFTs need kissfft "
+                          "(kiss_fft.c, tools/kiss_fftr.c: v130 with TFLM's third_party/kissfft/kissfft.patch, "
+                          "as TFLM's kissfft_download.sh lays it out) in ${_tflm_downloads}/kissfft or "
+                          "${TFLM_ROOT}/third_party/kissfft (see README.md)")
+    endif()
+  endif()
   list(FILTER _tflm_sources EXCLUDE REGEX
        "(_test\\.cc|_test_common\\.cc|_generated_data\\.cc|/test_helpers\\.cc|/test_helper_custom_ops\\.cc|/mock_micro_graph\\.cc|/lite/array\\.cc|/lite/micro/debug_log\\.cc)$")
   set(_tflm_kernel_definitions)
@@ -151,6 +175,9 @@ else()
       set(_tflm_symbols "")
     endif()
   endif()
+  if(NOT _tflm_symbols STREQUAL "" AND NOT _tflm_symbols MATCHES "tflm_signal::Register_WINDOW")
+    set(_tflm_signal 0)  # a library without the signal kernels: register none of them
+  endif()
   if(_tflm_symbols MATCHES "AllocateCompressedTensorsList")
     target_compile_definitions(tflm INTERFACE USE_TFLM_COMPRESSION)
     message(STATUS "engine: TFLM_LIB was built with USE_TFLM_COMPRESSION; its headers get the define")
@@ -203,13 +230,16 @@ if(NOT TINYFARM_TFLM_OPS STREQUAL "")
   message(STATUS "engine: op resolver limited to TINYFARM_TFLM_OPS:${_ops}")
 endif()
 target_compile_definitions(tf_engine PRIVATE TF_TFLM_VERSION="${_tflm_version}" TF_TFLM_COMPRESSION=${_decode}
-                           TF_TENSOR_DEBUG=$<BOOL:${TINYFARM_TENSOR_DEBUG}>
+                           TF_TENSOR_DEBUG=$<BOOL:${TINYFARM_TENSOR_DEBUG}> TF_TFLM_SIGNAL=${_tflm_signal}
                            TF_TFLM_KERNELS="${TINYFARM_TFLM_KERNELS}")
 target_include_directories(tf_engine PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(tf_engine PUBLIC tflm)
 target_compile_options(tf_engine PRIVATE ${TF_WARNINGS})
 message(STATUS "engine: TFLM headers from ${TFLM_ROOT}, ${_tflm_what}, ${TINYFARM_TFLM_KERNELS} "
                "kernels, arena ${TF_ARENA_BYTES} B")
+if(_tflm_signal AND TINYFARM_TFLM_OPS STREQUAL "")
+  message(STATUS "engine: the signal library's custom ops are registered (TFLM_ROOT/signal)")
+endif()
 if(TINYFARM_TENSOR_DEBUG)
   message(STATUS "engine: tensor debug (PRESERVE_TENSORS, READ_TENSOR; TENSORS capability)")
 endif()

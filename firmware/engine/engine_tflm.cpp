@@ -1,7 +1,9 @@
 // TFLite Micro engine: a MicroInterpreter over a static tensor arena, built only with TFLM_ROOT.
 //
-// The op resolver covers every builtin of TFLM's kernels that needs no more than a registration
-// (TF_ENGINE_OPS below), SVDF and TFLM's CIRCULAR_BUFFER / detection post-processing included.
+// The op resolver covers every builtin of TFLM's kernels but ETHOSU (TF_ENGINE_OPS below), SVDF,
+// TFLM's CIRCULAR_BUFFER / detection post-processing, the resource-variable ops and the signal
+// library's custom ops included. A model with VAR_HANDLE operators gets a MicroResourceVariables
+// from the arena, sized to its distinct variables, as TFLM's own examples create it.
 // A model is checked before the interpreter sees it: flatbuffer verification (MODEL_INVALID), schema
 // version, every operator present in the resolver (OP_UNSUPPORTED, naming the op), then
 // AllocateTensors (ARENA_TOO_SMALL with TFLM's own message).
@@ -20,9 +22,11 @@
 #include "protocol/tinyfarm_protocol.h"
 #include "protocol/wire.h"
 #include "tensorflow/lite/micro/memory_helpers.h"
+#include "tensorflow/lite/micro/micro_allocator.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/micro/micro_op_resolver.h"
+#include "tensorflow/lite/micro/micro_resource_variable.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 #if __has_include("tensorflow/compiler/mlir/lite/schema/schema_utils.h")
 #include "tensorflow/compiler/mlir/lite/schema/schema_utils.h"  // TFLM 2024+
@@ -48,15 +52,29 @@ namespace engine {
 namespace {
 
 // The op resolver's contents: one list, so its capacity is its length (no hand count).
-// Every builtin TFLM's kernels provide (micro_mutable_op_resolver.h, TFLM 90b983c2), except those
-// that need more than a registration: the resource-variable ops (VAR_HANDLE, READ_VARIABLE,
-// ASSIGN_VARIABLE, CALL_ONCE need MicroResourceVariables), the signal library's audio front-end
-// ops (WINDOW, RFFT, FILTER_BANK..., sources outside tensorflow/lite/micro) and ETHOSU (an NPU).
-// That covers what the tinyfarm pipeline emits, what converted Keras models use, and every op of
-// TFLM's examples (hello_world, micro_speech, person_detection, mnist_lstm, memory_footprint's
-// keyword-spotting model with SVDF) apart from micro_speech's signal-library front end.
-// -DTINYFARM_TFLM_OPS="Conv2D;FullyConnected;..." (CMake) replaces the list for a part whose flash
-// cannot hold every kernel. TF_OP(name) is defined at each use of the list.
+// Every builtin TFLM's kernels provide (micro_mutable_op_resolver.h, TFLM 90b983c2) except ETHOSU
+// (an NPU): what the tinyfarm pipeline emits, what converted Keras models use, every op of TFLM's
+// examples (hello_world, micro_speech and its audio preprocessor, person_detection, mnist_lstm,
+// memory_footprint's keyword-spotting model with SVDF), the resource-variable ops (VAR_HANDLE,
+// READ_VARIABLE, ASSIGN_VARIABLE, CALL_ONCE: the interpreter gets a MicroResourceVariables sized
+// to the model's variables, below) and, when the TFLM tree has its signal library
+// (TF_TFLM_SIGNAL, set by cmake/engine.cmake), the signal library's custom ops (TF_ENGINE_SIGNAL_OPS).
+// -DTINYFARM_TFLM_OPS="Conv2D;FullyConnected;..." (CMake) replaces both lists for a part whose
+// flash cannot hold every kernel. TF_OP(name) is defined at each use of the lists.
+#ifndef TF_TFLM_SIGNAL
+#define TF_TFLM_SIGNAL 0
+#endif
+#ifndef TF_ENGINE_SIGNAL_OPS
+#if TF_TFLM_SIGNAL
+// tflm_signal::Register_*: custom ops "SignalWindow", "SignalRfft", ... (TFLM's signal/micro/kernels)
+#define TF_ENGINE_SIGNAL_OPS                                                                      \
+  TF_OP(Delay) TF_OP(Energy) TF_OP(FftAutoScale) TF_OP(FilterBank) TF_OP(FilterBankLog)           \
+  TF_OP(FilterBankSquareRoot) TF_OP(FilterBankSpectralSubtraction) TF_OP(Framer) TF_OP(Irfft)     \
+  TF_OP(OverlapAdd) TF_OP(PCAN) TF_OP(Rfft) TF_OP(Stacker) TF_OP(Window)
+#else
+#define TF_ENGINE_SIGNAL_OPS
+#endif
+#endif
 #ifndef TF_ENGINE_OPS
 #define TF_ENGINE_OPS                                                                             \
   /* what the tinyfarm pipeline emits */                                                          \
@@ -80,7 +98,10 @@ namespace {
   TF_OP(ReverseV2) TF_OP(Round) TF_OP(Rsqrt) TF_OP(SelectV2) TF_OP(Shape) TF_OP(Sin) TF_OP(Slice) \
   TF_OP(SpaceToBatchNd) TF_OP(SpaceToDepth) TF_OP(Split) TF_OP(SplitV) TF_OP(Sqrt) TF_OP(Square)  \
   TF_OP(SquaredDifference) TF_OP(Squeeze) TF_OP(Sub) TF_OP(Sum) TF_OP(Transpose)                  \
-  TF_OP(TransposeConv) TF_OP(Unpack) TF_OP(While) TF_OP(ZerosLike)
+  TF_OP(TransposeConv) TF_OP(Unpack) TF_OP(While) TF_OP(ZerosLike)                               \
+  /* resource variables (MicroResourceVariables) */                                               \
+  TF_OP(VarHandle) TF_OP(ReadVariable) TF_OP(AssignVariable) TF_OP(CallOnce)                      \
+  TF_ENGINE_SIGNAL_OPS
 #endif
 
 #define TF_OP(name) +1
@@ -185,6 +206,43 @@ bool is_decode(const tflite::OperatorCode* code) {
   return static_cast<uint32_t>(need);
 }
 
+const char* str_or_empty(const flatbuffers::String* s) { return s ? s->c_str() : ""; }
+
+// Distinct resource variables of a model: VAR_HANDLE operators with distinct (container,
+// shared_name), as MicroResourceVariables::CreateIdIfNoneFound tells them apart. 0: no variables.
+int resource_variables(const tflite::Model* m) {
+  const auto* codes = m->operator_codes();
+  const auto* subgraphs = m->subgraphs();
+  if (codes == nullptr || subgraphs == nullptr) return 0;
+  const tflite::VarHandleOptions* seen[64];
+  int count = 0;
+  int overflow = 0;  // past `seen`: counted without deduplication (an upper bound is safe)
+  for (const tflite::SubGraph* sg : *subgraphs) {
+    if (sg->operators() == nullptr) continue;
+    for (const tflite::Operator* op : *sg->operators()) {
+      if (op->opcode_index() >= codes->size() ||
+          tflite::GetBuiltinCode(codes->Get(op->opcode_index())) != tflite::BuiltinOperator_VAR_HANDLE) {
+        continue;
+      }
+      const tflite::VarHandleOptions* o = op->builtin_options_as_VarHandleOptions();
+      const char* container = o ? str_or_empty(o->container()) : "";
+      const char* name = o ? str_or_empty(o->shared_name()) : "";
+      bool known = false;
+      for (int i = 0; i < count && !known; ++i) {
+        known = std::strcmp(str_or_empty(seen[i]->container()), container) == 0 &&
+                std::strcmp(str_or_empty(seen[i]->shared_name()), name) == 0;
+      }
+      if (known) continue;
+      if (o != nullptr && count < static_cast<int>(sizeof(seen) / sizeof(seen[0]))) {
+        seen[count++] = o;
+      } else {
+        ++overflow;
+      }
+    }
+  }
+  return count + overflow;
+}
+
 TfLiteTensor* tensor(uint8_t direction, uint8_t index) {
   if (g_interpreter == nullptr) return nullptr;
   if (direction == 0) return index < g_interpreter->inputs_size() ? g_interpreter->input(index) : nullptr;
@@ -272,8 +330,22 @@ Status load(const uint8_t* model, size_t size, uint8_t* inputs, uint8_t* outputs
   g_tensor_count = (m->subgraphs() && m->subgraphs()->size() > 0 && m->subgraphs()->Get(0)->tensors())
                        ? m->subgraphs()->Get(0)->tensors()->size()
                        : 0u;
-  g_interpreter = new (g_interpreter_storage)
-      tflite::MicroInterpreter(m, ops, g_arena, TF_ARENA_BYTES, nullptr, nullptr, g_preserved);
+  // The allocator first, so that the resource variables (a model with VAR_HANDLE operators) come
+  // from the same arena, as in TFLM's examples; preserve_all_tensors is the linear planner.
+  tflite::MicroAllocator* allocator = tflite::MicroAllocator::Create(
+      g_arena, TF_ARENA_BYTES,
+      g_preserved ? tflite::MemoryPlannerType::kLinear : tflite::MemoryPlannerType::kGreedy);
+  if (allocator == nullptr) return error(TFP_ERR_ARENA_TOO_SMALL, "MicroAllocator::Create failed");
+  tflite::MicroResourceVariables* variables = nullptr;
+  if (const int n = resource_variables(m); n > 0) {
+    // Create() does not check its two allocations: leave room for them (a generous bound of the
+    // object and of n five-field records, alignment included)
+    if (allocator->used_bytes() + 64u + 32u * static_cast<size_t>(n) > TF_ARENA_BYTES) {
+      return error(TFP_ERR_ARENA_TOO_SMALL, "no room in the arena for the model's resource variables");
+    }
+    variables = tflite::MicroResourceVariables::Create(allocator, n);
+  }
+  g_interpreter = new (g_interpreter_storage) tflite::MicroInterpreter(m, ops, allocator, variables);
   g_decompression_used = 0;
 #if TF_TFLM_COMPRESSION && TF_DECOMPRESSION_BYTES > 0
   // only for a compressed model: the region's bookkeeping takes a few bytes of the arena

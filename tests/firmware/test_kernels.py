@@ -27,11 +27,22 @@ FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 ENGINE = FIRMWARE / "engine" / "engine_tflm.cpp"
 
 
+def _block(name: str) -> str:
+    """The body of the first ``#define NAME`` ... up to the next line that starts with ``#``."""
+    block = re.search(rf"#define {name}\b(.*?)\n#", ENGINE.read_text(), re.DOTALL)
+    assert block, f"engine_tflm.cpp has no {name} list"
+    return block.group(1)
+
+
 def _listed_ops() -> list[str]:
-    text = ENGINE.read_text()
-    block = re.search(r"#define TF_ENGINE_OPS\b(.*?)\n#endif", text, re.DOTALL)
-    assert block, "engine_tflm.cpp has no TF_ENGINE_OPS list"
-    return re.findall(r"TF_OP\((\w+)\)", block.group(1))
+    """Every op of the resolver's list: TF_ENGINE_OPS and the signal ops it expands to."""
+    ops = re.findall(r"TF_OP\((\w+)\)", _block("TF_ENGINE_OPS"))
+    assert "TF_ENGINE_SIGNAL_OPS" in _block("TF_ENGINE_OPS")
+    return ops + _signal_ops()
+
+
+def _signal_ops() -> list[str]:
+    return re.findall(r"TF_OP\((\w+)\)", _block("TF_ENGINE_SIGNAL_OPS"))
 
 
 def test_op_resolver_capacity_is_the_length_of_its_one_list():
@@ -43,7 +54,24 @@ def test_op_resolver_capacity_is_the_length_of_its_one_list():
     assert re.search(r"constexpr int kMaxOps = kListedOps \+ \(TF_TFLM_COMPRESSION \? 1 : 0\);", text)
     assert re.search(r"#define TF_OP\(name\) r->Add##name\(\);\n\s*TF_ENGINE_OPS\n", text)
     assert not re.search(r"r->Add(?!Decode|##)\w*\(", text), "an op registered outside the list"
-    assert len(ops) >= 90  # 98 at TFLM 90b983c2
+    assert len(ops) >= 110  # 102 builtins + 14 signal ops at TFLM 90b983c2
+    # the signal ops only where the tree has the signal library (cmake/engine.cmake: TF_TFLM_SIGNAL)
+    assert re.search(r"#if TF_TFLM_SIGNAL\n(//.*\n)?#define TF_ENGINE_SIGNAL_OPS\b", text)
+    assert re.search(r"#else\n#define TF_ENGINE_SIGNAL_OPS\n#endif", text)
+
+
+def test_resource_variables_come_from_the_arena_allocator():
+    """VAR_HANDLE & co. need a MicroResourceVariables: created from the interpreter's own
+    MicroAllocator (so it lives in the arena) and handed to the MicroInterpreter, as in TFLM's
+    examples, sized to the model's distinct variables."""
+    text = ENGINE.read_text()
+    assert {"VarHandle", "ReadVariable", "AssignVariable", "CallOnce"} <= set(_listed_ops())
+    alloc = re.search(r"tflite::MicroAllocator\* (\w+) = tflite::MicroAllocator::Create\(\s*g_arena, TF_ARENA_BYTES", text)
+    assert alloc, "the allocator is not created over the arena"
+    var = re.search(rf"(\w+) = tflite::MicroResourceVariables::Create\({alloc.group(1)}, (\w+)\)", text)
+    assert var, "MicroResourceVariables not created from that allocator"
+    assert re.search(rf"tflite::MicroInterpreter\(m, ops, {alloc.group(1)}, {var.group(1)}\)", text)
+    assert re.search(r"resource_variables\(m\)", text) and "BuiltinOperator_VAR_HANDLE" in text
 
 
 def test_op_list_covers_what_keras_models_and_tflm_examples_use():
@@ -73,13 +101,12 @@ def test_op_list_names_only_methods_of_tflms_resolver():
     offered = set(re.findall(r"TfLiteStatus Add(\w+)\(", header.read_text()))
     ops = set(_listed_ops())
     assert ops <= offered, sorted(ops - offered)
-    left_out = {"Custom", "Builtin", "EthosU", "Decode",  # not ops / NPU / with compression only
-                "AssignVariable", "ReadVariable", "VarHandle", "CallOnce",  # need resource variables
-                # the signal library's audio front end (sources outside tensorflow/lite/micro)
-                "Delay", "Energy", "FftAutoScale", "FilterBank", "FilterBankLog",
-                "FilterBankSquareRoot", "FilterBankSpectralSubtraction", "Framer", "Irfft",
-                "OverlapAdd", "PCAN", "Rfft", "Stacker", "Window"}
+    left_out = {"Custom", "Builtin", "EthosU", "Decode"}  # not ops / NPU / with compression only
     assert offered - left_out <= ops, sorted(offered - left_out - ops)
+    # the signal ops: exactly those the resolver registers from tflm_signal
+    text = header.read_text()
+    signal = set(re.findall(r"TfLiteStatus Add(\w+)\([^;]*?tflm_signal::Register_", text, re.DOTALL))
+    assert signal and set(_signal_ops()) == signal, sorted(set(_signal_ops()) ^ signal)
 
 
 def _run(fuzz_binary: Path, frames: list[bytes], *args: str) -> list:
@@ -136,7 +163,7 @@ def test_qemu_engine_less_build_reports_kernels_none(qemu_elf):
     assert info.tflm_version == "none" and info.kernels == "none"
 
 
-def _fake_tflm(root: Path, *, cmsis: bool = False) -> Path:
+def _fake_tflm(root: Path, *, cmsis: bool = False, signal: bool = False, kissfft: bool = True) -> Path:
     """A TFLM-shaped tree of empty files: enough for CMake to configure (nothing is compiled)."""
     files = ["tensorflow/lite/micro/micro_interpreter.h", "tensorflow/lite/micro/micro_interpreter.cc",
              "tensorflow/lite/micro/debug_log.cc", "tensorflow/lite/micro/test_helpers.cc",
@@ -151,6 +178,12 @@ def _fake_tflm(root: Path, *, cmsis: bool = False) -> Path:
         files += ["dl/cmsis/CMSIS/Core/Include/cmsis_compiler.h", "dl/cmsis_nn/Include/arm_nnfunctions.h",
                   "dl/cmsis_nn/Source/ConvolutionFunctions/arm_convolve_s8.c",
                   "dl/cmsis_nn/Source/ConvolutionFunctions/arm_convolve_f32.c"]
+    if signal:
+        files += ["signal/micro/kernels/window.cc", "signal/micro/kernels/window_test.cc",
+                  "signal/micro/kernels/window_flexbuffers_generated_data.cc", "signal/src/window.cc",
+                  "signal/src/kiss_fft_wrappers/kiss_fft_int16.cc"]
+        if kissfft:
+            files += ["tensorflow/lite/micro/tools/make/downloads/kissfft/kiss_fft.c"]
     for f in files:
         (root / f).parent.mkdir(parents=True, exist_ok=True)
         (root / f).write_text("")
@@ -189,6 +222,32 @@ def test_tflm_root_alone_compiles_tflm_with_the_presets_cpu_flags(tmp_path):
     assert "-DTF_LITE_STATIC_MEMORY" in conv
     engine = next(c for f, c in compiled.items() if f.endswith("engine/engine_tflm.cpp"))
     assert '-DTF_TFLM_KERNELS=\\"reference\\"' in engine
+    assert "-DTF_TFLM_SIGNAL=0" in engine  # a tree without the signal library: no signal ops
+    assert not any("/signal/" in f for f in compiled)
+
+
+def test_a_tree_with_the_signal_library_compiles_it_and_registers_its_ops(tmp_path):
+    tree = _fake_tflm(tmp_path / "tflm", signal=True)
+    proc = _configure(tmp_path, f"-DTFLM_ROOT={tree}")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    compiled = _compiled(tmp_path)
+    for source in ("signal/micro/kernels/window.cc", "signal/src/window.cc",
+                   "signal/src/kiss_fft_wrappers/kiss_fft_int16.cc"):
+        assert str(tree / source) in compiled, source
+    for left_out in ("signal/micro/kernels/window_test.cc",
+                     "signal/micro/kernels/window_flexbuffers_generated_data.cc"):
+        assert str(tree / left_out) not in compiled, left_out
+    window = compiled[str(tree / "signal/micro/kernels/window.cc")]
+    assert "-mfloat-abi=hard" in window and "downloads/kissfft" in window  # kiss_fft.c is #included
+    engine = next(c for f, c in compiled.items() if f.endswith("engine/engine_tflm.cpp"))
+    assert "-DTF_TFLM_SIGNAL=1" in engine
+
+
+def test_the_signal_library_without_kissfft_says_what_is_missing(tmp_path):
+    tree = _fake_tflm(tmp_path / "tflm", signal=True, kissfft=False)
+    proc = _configure(tmp_path, f"-DTFLM_ROOT={tree}")
+    assert proc.returncode != 0
+    assert "FFTs need kissfft (kiss_fft.c" in " ".join((proc.stdout + proc.stderr).split()), proc.stderr[-2000:]
 
 
 def test_cmsis_nn_kernels_replace_the_reference_ones(tmp_path):
