@@ -200,6 +200,10 @@ def test_pytest_dut_on_a_labgrid_place_and_next_to_labgrids_plugin(lab, pytester
         pytester._monkeypatch.setenv(key, value)
     result = pytester.runpytest_subprocess("--device", "labgrid:twin-3", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+    # through the farm file: a label matching three places takes the first free one
+    result = pytester.runpytest_subprocess("--farm", str(lab.farm_path), "--device", "lab",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
     # labgrid's own plugin: --lg-env with a RemotePlace, acquired the labgrid way
     pytester.makefile(".yaml", env=f"""
         targets:
