@@ -34,7 +34,7 @@ def backend_for(farm: Farm, spec: DeviceSpec):
         filters = farm.place_filters(spec)
         return LabgridBackend(filters.pop("name", None), tags=filters or None,
                               address=farm.labgrid_address, board=board,
-                              lock=held(farm.lock_key(spec)),
+                              lock=held(farm.lock_key(spec), spec.name),
                               lock_dir=lock_dir(farm.spec.lock_dir))
     known_board = board if board in board_names() else None  # a board without a profile is fine
     if spec.connection is not None:  # attached: a board on a port, or an emulator already running

@@ -40,13 +40,16 @@ from .coordinator import (
 POLL_S = 0.1
 NOTE_PREFIX = "labgrid-"
 
-_HELD: dict[str, "PlaceLock"] = {}   # this process's held places by key: the farm takes the lock,
-# then builds the device's backend, which finds the place here
+# this process's held places by (key, device): the farm takes the lock, then builds the device's
+# backend, which finds the place here. The device name is part of it: two farm entries may select
+# places by the same tags, and each must find its own.
+_HELD: dict[tuple[str, str], "PlaceLock"] = {}
 
 
-def held(key: str) -> "PlaceLock | None":
-    """The place this process holds for ``key`` (see :func:`device_harness.labgrid.place_key`)."""
-    return _HELD.get(key)
+def held(key: str, device: str) -> "PlaceLock | None":
+    """The place this process holds for farm device ``device`` whose selector is ``key`` (see
+    :func:`device_harness.labgrid.place_key`)."""
+    return _HELD.get((key, device))
 
 
 _LIVE: set["PlaceLock"] = set()      # locks with a reservation or a place outstanding
@@ -196,7 +199,7 @@ class PlaceLock:
             note_path.unlink(missing_ok=True)
             raise
         self.place, self.acquired_at = place, time.time()
-        _HELD[self.key] = self
+        _HELD[(self.key, self.device)] = self
         try:
             check_resources(session, place)
         except BaseException:
@@ -218,8 +221,8 @@ class PlaceLock:
         """Release the place and cancel the reservation; a lost coordinator is not an error here
         (it no longer holds anything for us)."""
         place, self.place = self.place, None
-        if _HELD.get(self.key) is self:
-            del _HELD[self.key]
+        if _HELD.get((self.key, self.device)) is self:
+            del _HELD[(self.key, self.device)]
         if place is not None:
             self.released_at = time.time()
             session = self._session
