@@ -25,3 +25,22 @@ def trained_tiny(small_digits):
                       dense_units=16)
     fit_classifier(model, small_digits, epochs=4, batch_size=32, learning_rate=5e-3, label="tiny")
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(small_digits, trained_tiny):
+    """``tiny_tflite(kind)``: ``trained_tiny`` converted to ``kind`` (int8/int16x8 calibrated on 50
+    train samples), each kind converted once per session (the converter costs seconds a call).
+    The bytes are what ``convert`` returns; the tests that check ``convert`` itself call it here."""
+    from pipeline.export import convert, representative_samples
+
+    rep = representative_samples(small_digits.x_train, 50)
+    cache: dict[str, bytes] = {}
+
+    def get(kind: str) -> bytes:
+        if kind not in cache:
+            cache[kind] = convert(trained_tiny, kind, rep)
+        return cache[kind]
+
+    return get
+
