@@ -38,6 +38,8 @@ def tabular_config(data: Path, *, short: bool = True) -> dict:
     }
     if short:
         config["baseline"].update(epochs=12)
+        # the five PTQ kinds are test_end_to_end's and test_stages' business; two converts here
+        config["export"] = {"baseline_kinds": ["float32", "int8"]}
         config["prune"] = {"epochs": 2}
         config["quantize"] = {"epochs": 1}
         config["search"].update(fine_tune_epochs=3, cluster_epochs=1, qat_epochs=1, stop_early=False)
@@ -100,14 +102,28 @@ def test_config_family_mlp():
     assert parse_config({"baseline": {"family": "mlp"}}).baseline.family == "mlp"
 
 
-def run_tabular(tmp_path: Path, *, short: bool = True) -> tuple[subprocess.CompletedProcess, dict, float]:
+def run_tabular(tmp_path: Path, *, short: bool = True,
+                in_process: bool = False) -> tuple[subprocess.CompletedProcess, dict, float]:
+    """``tinyfarm run`` on the tabular config: a real process, or (``in_process``) the same command
+    through click's CliRunner, which spares the test a second TensorFlow import (test_end_to_end
+    runs the real process)."""
     data = write_breast_cancer_npz(tmp_path / "breast_cancer.npz")
     path = tmp_path / "cancer.yaml"
     path.write_text(yaml.safe_dump(tabular_config(data, short=short)))
     out = tmp_path / "run"
+    args = ["run", str(path), "--out", str(out)]
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "tinyfarm.cli", "run", str(path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=1800, cwd=REPO)
+    if in_process:
+        from click.testing import CliRunner
+
+        from tinyfarm.cli import cli
+
+        result = CliRunner().invoke(cli, args)
+        assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+        proc = subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+    else:
+        proc = subprocess.run([sys.executable, "-m", "tinyfarm.cli", *args],
+                              capture_output=True, text=True, timeout=1800, cwd=REPO)
     seconds = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc, json.loads((out / "report.json").read_text()), seconds
@@ -117,7 +133,7 @@ def run_tabular(tmp_path: Path, *, short: bool = True) -> tuple[subprocess.Compl
 def test_tabular_npz_end_to_end(tmp_path):
     from pipeline.keras_env import keras
 
-    proc, report, _ = run_tabular(tmp_path)
+    proc, report, _ = run_tabular(tmp_path, in_process=True)
     assert report["dataset"]["name"] == "breast_cancer"
     assert report["dataset"]["input_shape"] == [30] and report["dataset"]["num_classes"] == 2
     md = (tmp_path / "run" / "report.md").read_text()
