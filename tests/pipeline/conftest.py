@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +51,29 @@ def tiny_tflite(small_digits, trained_tiny):
 
     return get
 
+
+def digits_short_config() -> dict:
+    """configs/digits.yaml (the default pipeline) with fewer epochs and one search rung."""
+    config = yaml.safe_load((REPO / "configs" / "digits.yaml").read_text())
+    config["baseline"]["epochs"] = 4
+    config["prune"]["epochs"] = 3
+    config["quantize"]["epochs"] = 1
+    config["search"].update(fine_tune_epochs=3, prune_epochs=2, cluster_epochs=1, qat_epochs=1,
+                            steps=config["search"]["steps"][1:2])  # w50_c16: fits 16 KB
+    config["target"]["max_drop"] = 0.05  # a shortened run: the floor is not what this test is about
+    return config
+
+
+@pytest.fixture(scope="session")
+def digits_short_run(tmp_path_factory):
+    """``tinyfarm run`` as a real process on :func:`digits_short_config`, once per session:
+    ``(completed process, run folder, config)``. A test that runs again into the folder copies it
+    first (its stages and trained search candidates are then reused where the inputs match)."""
+    config = digits_short_config()
+    folder = tmp_path_factory.mktemp("digits_short")
+    path = folder / "digits_short.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = folder / "run"
+    proc = subprocess.run([sys.executable, "-m", "tinyfarm.cli", "run", str(path), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    return proc, out, config

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
-import subprocess
-import sys
-from pathlib import Path
+import shutil
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from pipeline.config import parse_config
 from pipeline.stages import run_pipeline
-
-REPO = Path(__file__).resolve().parents[2]
+from tinyfarm.cli import cli
 
 TINY_SEARCH = {
     "baseline": {"width": 8, "depth": 2, "dense_units": 16, "epochs": 4},
@@ -82,19 +81,28 @@ def test_search_measures_compresses_and_chooses(tmp_path, small_digits):
 
 
 @pytest.mark.slow
-def test_unmeetable_budget_is_one_line_and_a_full_report(tmp_path):
-    config = {**TINY_SEARCH, "dataset": {"name": "digits"}, "tflm": {"enabled": False},
-              "search": {**TINY_SEARCH["search"], "steps": [{"width": 0.5, "clusters": 8}]},
-              "target": {"flash_bytes": 512, "goal": "smallest", "max_drop": None}}
+def test_unmeetable_budget_is_one_line_and_a_full_report(tmp_path, digits_short_run):
+    """No model fits 512 B. Runs into a copy of the shortened default run (conftest.py) with the
+    512 B target (TFLM and deploy off): its trained stages and search candidates are reused, the
+    search measures them against the new budget and fails."""
+    first_proc, first_out, config = digits_short_run
+    assert first_proc.returncode == 0, first_proc.stderr[-2000:]
+    out = tmp_path / "run"
+    shutil.copytree(first_out, out)
+    config = copy.deepcopy(config)
+    config["target"].update(flash_bytes=512, goal="smallest", max_drop=None)
+    config["search"]["stop_early"] = False
+    config["tflm"]["enabled"] = False
+    config["deploy"] = {"enabled": False}  # as in TINY_SEARCH
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
-    out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "tinyfarm.cli", "run", str(path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: target not met") and "over the flash budget" in last, proc.stderr[-1500:]
-    assert "Traceback" not in proc.stderr
+    # The CLI in-process (click's runner): the same command and error path, no second TF import.
+    result = CliRunner().invoke(cli, ["run", str(path), "--out", str(out)])
+    assert result.exit_code not in (0, None)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: target not met") and "over the flash budget" in last, result.stderr[-1500:]
+    assert "Traceback" not in result.output
     search = json.loads((out / "report.json").read_text())["search"]
     assert not search["met"] and len(search["candidates"]) == 2
     assert all(not c["fits"] for c in search["candidates"])
