@@ -29,12 +29,32 @@ TINY_SEARCH = {
 }
 
 
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, small_digits):
+    """TINY_SEARCH's baseline and export stages, run once for the module (search, TFLM and report
+    off). A test copies the folder and runs its config into the copy: the baseline is not trained
+    again (same inputs, the stage is skipped) and everything from the search on runs."""
+    cfg = parse_config({**TINY_SEARCH, "search": {**TINY_SEARCH["search"], "enabled": False},
+                        "tflm": {"enabled": False}, "report": {"plot": False}})
+    out = tmp_path_factory.mktemp("search") / "run"
+    results = run_pipeline(cfg, out, splits=small_digits, log=lambda line: None)
+    assert not results["baseline"].skipped and "search" not in results
+    return out
+
+
+def _run_into_copy(trained_run, out, cfg, splits):
+    shutil.copytree(trained_run, out)
+    results = run_pipeline(cfg, out, splits=splits, log=lambda line: None)
+    assert results["baseline"].skipped and not results["search"].skipped
+    return results
+
+
 @pytest.mark.slow
-def test_search_measures_compresses_and_chooses(tmp_path, small_digits):
+def test_search_measures_compresses_and_chooses(tmp_path, small_digits, trained_run):
     cfg = parse_config({**TINY_SEARCH, "target": {"flash_bytes": 1 << 20, "goal": "smallest",
                                                   "max_drop": None}})
     out = tmp_path / "run"
-    run_pipeline(cfg, out, splits=small_digits, log=lambda line: None)
+    _run_into_copy(trained_run, out, cfg, small_digits)
     report = json.loads((out / "report.json").read_text())
     search = report["search"]
     names = [c["name"] for c in search["candidates"]]
@@ -108,12 +128,12 @@ def test_unmeetable_budget_is_one_line_and_a_full_report(tmp_path, digits_short_
     assert all(not c["fits"] for c in search["candidates"])
 
 
-def test_candidate_zero_is_deployed_as_stored(tmp_path, small_digits):
+def test_candidate_zero_is_deployed_as_stored(tmp_path, small_digits, trained_run):
     """When the PTQ baseline wins, the device gets its stored (TFLM-only) file, as measured."""
     cfg = parse_config({**TINY_SEARCH, "search": {**TINY_SEARCH["search"], "stop_early": True},
                         "target": {"flash_bytes": 1 << 20, "goal": "accurate", "max_drop": None}})
     out = tmp_path / "run"
-    run_pipeline(cfg, out, splits=small_digits, log=lambda line: None)
+    _run_into_copy(trained_run, out, cfg, small_digits)
     report = json.loads((out / "report.json").read_text())
     assert [c["name"] for c in report["search"]["candidates"]] == ["baseline_int8"]  # fits: stop
     dep = report["deployable"]
