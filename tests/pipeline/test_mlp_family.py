@@ -102,45 +102,33 @@ def test_config_family_mlp():
     assert parse_config({"baseline": {"family": "mlp"}}).baseline.family == "mlp"
 
 
-def run_tabular(tmp_path: Path, *, short: bool = True,
-                in_process: bool = False) -> tuple[subprocess.CompletedProcess, dict, float]:
-    """``tinyfarm run`` on the tabular config: a real process, or (``in_process``) the same command
-    through click's CliRunner, which spares the test a second TensorFlow import (test_end_to_end
-    runs the real process)."""
+def run_tabular(tmp_path: Path, *, short: bool = True) -> tuple[subprocess.CompletedProcess, dict, float]:
     data = write_breast_cancer_npz(tmp_path / "breast_cancer.npz")
     path = tmp_path / "cancer.yaml"
     path.write_text(yaml.safe_dump(tabular_config(data, short=short)))
     out = tmp_path / "run"
-    args = ["run", str(path), "--out", str(out)]
     start = time.monotonic()
-    if in_process:
-        from click.testing import CliRunner
-
-        from tinyfarm.cli import cli
-
-        result = CliRunner().invoke(cli, args)
-        assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-        proc = subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
-    else:
-        proc = subprocess.run([sys.executable, "-m", "tinyfarm.cli", *args],
-                              capture_output=True, text=True, timeout=1800, cwd=REPO)
+    proc = subprocess.run([sys.executable, "-m", "tinyfarm.cli", "run", str(path), "--out", str(out)],
+                          capture_output=True, text=True, timeout=1800, cwd=REPO)
     seconds = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc, json.loads((out / "report.json").read_text()), seconds
 
 
 @pytest.mark.slow
-def test_tabular_npz_end_to_end(tmp_path):
+def test_tabular_npz_end_to_end(tabular_run):
     from pipeline.keras_env import keras
 
-    proc, report, _ = run_tabular(tmp_path, in_process=True)
+    proc, out = tabular_run  # the real process, started when collection ended (conftest.py)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
     assert report["dataset"]["name"] == "breast_cancer"
     assert report["dataset"]["input_shape"] == [30] and report["dataset"]["num_classes"] == 2
-    md = (tmp_path / "run" / "report.md").read_text()
+    md = (out / "report.md").read_text()
     assert md.startswith("# tinyfarm report: breast_cancer") and "digits" not in md
     console = proc.stdout + proc.stderr  # rich writes to stderr
     assert "breast_cancer: variants" in console and "digits" not in console
-    baseline = keras.models.load_model(tmp_path / "run" / "stages" / "baseline" / "model.keras",
+    baseline = keras.models.load_model(out / "stages" / "baseline" / "model.keras",
                                        compile=False)
     weighted = [layer for layer in baseline.layers if layer.weights and
                 not isinstance(layer, keras.layers.BatchNormalization)]
