@@ -113,7 +113,9 @@ class RawLink:
         while not self.events:
             if time.monotonic() > deadline:
                 raise TimeoutError("no answer from the device")
-            data = self.port.read(65536)
+            # what is waiting, else block for one byte: read(65536) would sit out the whole
+            # 50 ms timeout after every short reply
+            data = self.port.read(self.port.in_waiting or 1)
             if data:
                 self.events += self.decoder.feed(data)
         return self.events.pop(0)

@@ -24,6 +24,7 @@ def test_distill_stage_writes_variants_and_the_distillation_report(tmp_path):
         "export": {"baseline_kinds": ["float32"], "c_array": False, "representative_samples": 32},
         "tflm": {"enabled": False},
         "search": {"enabled": False},
+        "deploy": {"enabled": False},
         "report": {"plot": False},
         "distill": {"enabled": True, "teacher": "baseline", "student": {"width_multiplier": 0.5},
                     "temperature": 4.0, "alpha": 0.2, "epochs": 2, "batch_size": 64,

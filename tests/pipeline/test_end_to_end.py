@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
 
 from test_runner import assert_report_contract
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.mark.slow
-def test_default_digits_pipeline_shortened(tmp_path):
-    config = yaml.safe_load((REPO / "configs" / "digits.yaml").read_text())
-    config["baseline"]["epochs"] = 4
-    config["prune"]["epochs"] = 3
-    config["quantize"]["epochs"] = 1
-    config["search"].update(fine_tune_epochs=3, prune_epochs=2, cluster_epochs=1, qat_epochs=1,
-                            steps=config["search"]["steps"][1:2])  # w50_c16: fits 16 KB
-    config["target"]["max_drop"] = 0.05  # a shortened run: the floor is not what this test is about
-    path = tmp_path / "digits_short.yaml"
-    path.write_text(yaml.safe_dump(config))
-    out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "tinyfarm.cli", "run", str(path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, cwd=REPO)
+def test_default_digits_pipeline_shortened(digits_short_run):
+    proc, out, _ = digits_short_run  # the real process, run once (conftest.py); shared read-only
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = assert_report_contract(out)
     assert report["dataset"]["name"] == "digits" and report["dataset"]["test"] == 450

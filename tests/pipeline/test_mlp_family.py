@@ -38,6 +38,8 @@ def tabular_config(data: Path, *, short: bool = True) -> dict:
     }
     if short:
         config["baseline"].update(epochs=12)
+        # the five PTQ kinds are test_end_to_end's and test_stages' business; two converts here
+        config["export"] = {"baseline_kinds": ["float32", "int8"]}
         config["prune"] = {"epochs": 2}
         config["quantize"] = {"epochs": 1}
         config["search"].update(fine_tune_epochs=3, cluster_epochs=1, qat_epochs=1, stop_early=False)
@@ -114,17 +116,19 @@ def run_tabular(tmp_path: Path, *, short: bool = True) -> tuple[subprocess.Compl
 
 
 @pytest.mark.slow
-def test_tabular_npz_end_to_end(tmp_path):
+def test_tabular_npz_end_to_end(tabular_run):
     from pipeline.keras_env import keras
 
-    proc, report, _ = run_tabular(tmp_path)
+    proc, out = tabular_run  # the real process, started when collection ended (conftest.py)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
     assert report["dataset"]["name"] == "breast_cancer"
     assert report["dataset"]["input_shape"] == [30] and report["dataset"]["num_classes"] == 2
-    md = (tmp_path / "run" / "report.md").read_text()
+    md = (out / "report.md").read_text()
     assert md.startswith("# tinyfarm report: breast_cancer") and "digits" not in md
     console = proc.stdout + proc.stderr  # rich writes to stderr
     assert "breast_cancer: variants" in console and "digits" not in console
-    baseline = keras.models.load_model(tmp_path / "run" / "stages" / "baseline" / "model.keras",
+    baseline = keras.models.load_model(out / "stages" / "baseline" / "model.keras",
                                        compile=False)
     weighted = [layer for layer in baseline.layers if layer.weights and
                 not isinstance(layer, keras.layers.BatchNormalization)]

@@ -19,6 +19,9 @@ TINY = {
     "tflm": {"max_samples": 30},
     "report": {"plot": True},
     "search": {"enabled": False},  # the search loop has its own tests (test_search_stage.py)
+    # not cached, so it would upload to a fresh twin on every one of the runs below; the deploy
+    # stage has its own tests (test_deploy_stage.py, test_end_to_end.py, test_tflite_quantize.py)
+    "deploy": {"enabled": False},
 }
 
 REQUIRED_VARIANT_KEYS = {"name", "kind", "accuracy", "size_bytes", "sparsity", "path"}
@@ -101,6 +104,7 @@ def test_user_model_file_with_plain_qat(tmp_path, small_digits, trained_tiny):
         "evaluate": {"max_test_samples": 40},
         "tflm": {"enabled": False},
         "search": {"enabled": False},
+        "deploy": {"enabled": False},
     })
     out = tmp_path / "run"
     results = run_pipeline(cfg, out, splits=small_digits, log=lambda line: None)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
-import subprocess
-import sys
-from pathlib import Path
+import shutil
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from pipeline.config import parse_config
 from pipeline.stages import run_pipeline
-
-REPO = Path(__file__).resolve().parents[2]
+from tinyfarm.cli import cli
 
 TINY_SEARCH = {
     "baseline": {"width": 8, "depth": 2, "dense_units": 16, "epochs": 4},
@@ -30,12 +29,32 @@ TINY_SEARCH = {
 }
 
 
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, small_digits):
+    """TINY_SEARCH's baseline and export stages, run once for the module (search, TFLM and report
+    off). A test copies the folder and runs its config into the copy: the baseline is not trained
+    again (same inputs, the stage is skipped) and everything from the search on runs."""
+    cfg = parse_config({**TINY_SEARCH, "search": {**TINY_SEARCH["search"], "enabled": False},
+                        "tflm": {"enabled": False}, "report": {"plot": False}})
+    out = tmp_path_factory.mktemp("search") / "run"
+    results = run_pipeline(cfg, out, splits=small_digits, log=lambda line: None)
+    assert not results["baseline"].skipped and "search" not in results
+    return out
+
+
+def _run_into_copy(trained_run, out, cfg, splits):
+    shutil.copytree(trained_run, out)
+    results = run_pipeline(cfg, out, splits=splits, log=lambda line: None)
+    assert results["baseline"].skipped and not results["search"].skipped
+    return results
+
+
 @pytest.mark.slow
-def test_search_measures_compresses_and_chooses(tmp_path, small_digits):
+def test_search_measures_compresses_and_chooses(tmp_path, small_digits, trained_run):
     cfg = parse_config({**TINY_SEARCH, "target": {"flash_bytes": 1 << 20, "goal": "smallest",
                                                   "max_drop": None}})
     out = tmp_path / "run"
-    run_pipeline(cfg, out, splits=small_digits, log=lambda line: None)
+    _run_into_copy(trained_run, out, cfg, small_digits)
     report = json.loads((out / "report.json").read_text())
     search = report["search"]
     names = [c["name"] for c in search["candidates"]]
@@ -82,30 +101,39 @@ def test_search_measures_compresses_and_chooses(tmp_path, small_digits):
 
 
 @pytest.mark.slow
-def test_unmeetable_budget_is_one_line_and_a_full_report(tmp_path):
-    config = {**TINY_SEARCH, "dataset": {"name": "digits"}, "tflm": {"enabled": False},
-              "search": {**TINY_SEARCH["search"], "steps": [{"width": 0.5, "clusters": 8}]},
-              "target": {"flash_bytes": 512, "goal": "smallest", "max_drop": None}}
+def test_unmeetable_budget_is_one_line_and_a_full_report(tmp_path, digits_short_run):
+    """No model fits 512 B. Runs into a copy of the shortened default run (conftest.py) with the
+    512 B target (TFLM and deploy off): its trained stages and search candidates are reused, the
+    search measures them against the new budget and fails."""
+    first_proc, first_out, config = digits_short_run
+    assert first_proc.returncode == 0, first_proc.stderr[-2000:]
+    out = tmp_path / "run"
+    shutil.copytree(first_out, out)
+    config = copy.deepcopy(config)
+    config["target"].update(flash_bytes=512, goal="smallest", max_drop=None)
+    config["search"]["stop_early"] = False
+    config["tflm"]["enabled"] = False
+    config["deploy"] = {"enabled": False}  # as in TINY_SEARCH
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
-    out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "tinyfarm.cli", "run", str(path), "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: target not met") and "over the flash budget" in last, proc.stderr[-1500:]
-    assert "Traceback" not in proc.stderr
+    # The CLI in-process (click's runner): the same command and error path, no second TF import.
+    result = CliRunner().invoke(cli, ["run", str(path), "--out", str(out)])
+    assert result.exit_code not in (0, None)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: target not met") and "over the flash budget" in last, result.stderr[-1500:]
+    assert "Traceback" not in result.output
     search = json.loads((out / "report.json").read_text())["search"]
     assert not search["met"] and len(search["candidates"]) == 2
     assert all(not c["fits"] for c in search["candidates"])
 
 
-def test_candidate_zero_is_deployed_as_stored(tmp_path, small_digits):
+def test_candidate_zero_is_deployed_as_stored(tmp_path, small_digits, trained_run):
     """When the PTQ baseline wins, the device gets its stored (TFLM-only) file, as measured."""
     cfg = parse_config({**TINY_SEARCH, "search": {**TINY_SEARCH["search"], "stop_early": True},
                         "target": {"flash_bytes": 1 << 20, "goal": "accurate", "max_drop": None}})
     out = tmp_path / "run"
-    run_pipeline(cfg, out, splits=small_digits, log=lambda line: None)
+    _run_into_copy(trained_run, out, cfg, small_digits)
     report = json.loads((out / "report.json").read_text())
     assert [c["name"] for c in report["search"]["candidates"]] == ["baseline_int8"]  # fits: stop
     dep = report["deployable"]

@@ -90,11 +90,10 @@ def test_pruning_preserving_qat_keeps_sparsity_in_int8(small_digits, pruned_tiny
 
 
 @pytest.mark.slow
-def test_every_export_kind_converts_and_evaluates(small_digits, trained_tiny):
-    rep = representative_samples(small_digits.x_train, 50)
+def test_every_export_kind_converts_and_evaluates(small_digits, tiny_tflite):
     sizes, types = {}, {}
     for kind in ("float32", "dynamic", "float16", "int8", "int16x8"):
-        model_bytes = convert(trained_tiny, kind, rep)
+        model_bytes = tiny_tflite(kind)  # convert(trained_tiny, kind, 50 train samples)
         metrics, xq, raw = evaluate_tflite(model_bytes, small_digits.x_test, small_digits.y_test)
         sizes[kind], types[kind] = metrics.size_bytes, (metrics.input_type, metrics.output_type)
         assert 0.0 <= metrics.accuracy <= 1.0 and metrics.gzip_bytes < metrics.size_bytes * 1.1
@@ -137,11 +136,11 @@ def test_c_array_round_trips(tmp_path):
     assert "extern const unsigned char g_model[];" in h.read_text()
 
 
-def test_tflm_check_compares_with_the_reference_and_detects_a_difference(small_digits, trained_tiny):
+def test_tflm_check_compares_with_the_reference_and_detects_a_difference(small_digits, tiny_tflite):
     from pipeline.tflm_check import check_model
 
     x = small_digits.x_test[:40]
-    float_bytes = convert(trained_tiny, "float32")
+    float_bytes = tiny_tflite("float32")
     xq, raw = run_reference(float_bytes, x)
     check = check_model(float_bytes, xq, raw)
     assert check.passed and check.identical_share == 1.0 and check.compared == 40
@@ -149,7 +148,7 @@ def test_tflm_check_compares_with_the_reference_and_detects_a_difference(small_d
     tampered[3, 0] += 1e-3
     assert check_model(float_bytes, xq, tampered).identical == 39
 
-    int8_bytes = convert(trained_tiny, "int8", representative_samples(small_digits.x_train, 50))
+    int8_bytes = tiny_tflite("int8")
     xq8, raw8 = run_reference(int8_bytes, x)
     check8 = check_model(int8_bytes, xq8, raw8)
     assert check8.ops_supported and 0 < check8.arena_bytes < 64 * 1024 and "CONV_2D" in check8.ops

@@ -29,10 +29,8 @@ def test_tflite_model_path_skips_training_and_runs_ptq():
 
 
 @pytest.fixture(scope="module")
-def float_tflite(trained_tiny):
-    from pipeline.export import convert
-
-    return convert(trained_tiny, "float32")
+def float_tflite(tiny_tflite):
+    return tiny_tflite("float32")
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +41,9 @@ def digits():
     return load_dataset("digits", val_fraction=0.1, seed=0).subset(train=400)
 
 
-def test_refuses_a_quantized_tflite_in_one_line(trained_tiny, small_digits):
-    from pipeline.export import convert, representative_samples
-
-    rep = representative_samples(small_digits.x_train, 50)
+def test_refuses_a_quantized_tflite_in_one_line(tiny_tflite, small_digits):
     for kind in ("int8", "dynamic", "float16"):
-        model = convert(trained_tiny, kind, rep if kind == "int8" else None)
+        model = tiny_tflite(kind)
         with pytest.raises(ModelError, match="already quantized") as err:
             check_float_tflite(model, small_digits.input_shape, small_digits.num_classes, label="q.tflite")
         assert "\n" not in str(err.value)
