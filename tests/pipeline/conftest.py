@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tinyfarm import child_process
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -76,7 +78,9 @@ class RealRun:
         path.write_text(yaml.safe_dump(config))
         self.args = [sys.executable, "-m", "tinyfarm.cli", "run", str(path), "--out", str(self.out)]
         self._logs = [open(folder / name, "w+") for name in ("stdout.txt", "stderr.txt")]  # noqa: SIM115
-        self.proc = subprocess.Popen(self.args, stdout=self._logs[0], stderr=self._logs[1], cwd=REPO)
+        # spawned like every tinyfarm child: it dies with the test session, even on SIGKILL
+        self.proc = child_process.spawn(self.args, stdout=self._logs[0], stderr=self._logs[1],
+                                        cwd=REPO)
 
     def result(self, timeout: float = 600) -> subprocess.CompletedProcess:
         try:
