@@ -11,10 +11,14 @@ OUT    ?= runs/digits
 
 .PHONY: run test toolchain firmware bench clean
 
+# labgrid's pyserial-labgrid and pyserial both ship the `serial` package; which files win is pip's
+# install order. The fork is reinstalled last, so `serial` is labgrid's, as labgrid expects (and
+# tests/farm/test_labgrid.py checks tinyfarm's URL handlers against it).
 $(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,labgrid]'
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps pyserial-labgrid
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -305,7 +305,10 @@ def test_url_handlers_work_with_pyserial_labgrid(lab):
 
     from device_harness.client import DeviceClient
     from device_harness.labgrid.backend import serial_url
-    assert version("pyserial-labgrid")  # installed with the labgrid extra
+    # the active `serial` package is labgrid's fork (the Makefile reinstalls it last)
+    assert serial.VERSION == version("pyserial-labgrid"), (
+        f"serial {serial.VERSION} is pyserial's, not pyserial-labgrid's: "
+        "pip install --force-reinstall --no-deps pyserial-labgrid")
     port = lab.hosts["host-a"].ports["twin-1"]
     url = serial_url({"host": "127.0.0.1", "port": port, "protocol": "rfc2217"}, "twin-1")
     for wrapped in (url, f"paced://{url}#baud=1000000", f"fault://{url}#corrupt=0&seed=1"):
