@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -53,13 +54,26 @@ def held(key: str, device: str) -> "PlaceLock | None":
 
 
 _LIVE: set["PlaceLock"] = set()      # locks with a reservation or a place outstanding
+_CLOSING = threading.Event()         # the process is leaving: take nothing more
+_IN_FLIGHT = threading.Semaphore(64)  # acquisitions under way (counted down from 64)
+_IN_FLIGHT_MAX = 64
+
+
+class Leaving(DeviceError):
+    """tinyfarm is exiting: no place is taken any more."""
 
 
 @atexit.register
 def _release_all() -> None:
     """However tinyfarm leaves (SIGTERM unwinds the main thread while farm workers, daemon
-    threads, still hold places): give every place back and cancel every reservation. Runs before
-    the coordinator sessions close (atexit is last-in, first-out)."""
+    threads, still hold places or are taking one): stop taking, let acquisitions under way finish
+    (each then gives its place back), give every place back and cancel every reservation. Runs
+    before the coordinator sessions close (atexit is last-in, first-out)."""
+    _CLOSING.set()
+    deadline = time.monotonic() + 5.0
+    taken = 0
+    while taken < _IN_FLIGHT_MAX and _IN_FLIGHT.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        taken += 1  # every slot back: no acquisition is under way
     for lock in list(_LIVE):
         try:
             lock.release()
@@ -153,15 +167,28 @@ class PlaceLock:
 
     # -- the lock ----------------------------------------------------------------------------------
     def acquire(self, timeout: float | None = None) -> None:
+        if not _IN_FLIGHT.acquire(timeout=5.0):
+            raise Leaving("tinyfarm is exiting: no labgrid place is taken")
+        try:
+            self._acquire(timeout)
+        finally:
+            _IN_FLIGHT.release()
+
+    def _acquire(self, timeout: float | None) -> None:
         session = self._session = coordinator(self.address)
         self._release_stale(session)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if _CLOSING.is_set():
+                raise Leaving("tinyfarm is exiting: no labgrid place is taken")
             self.token = session.reserve(self.filters)
             _LIVE.add(self)
             try:
                 place = self._wait_for_allocation(session, deadline)
                 if self._take(session, place):
+                    if _CLOSING.is_set():  # taken while the process was leaving: give it back
+                        self.release()
+                        raise Leaving("tinyfarm is exiting: no labgrid place is taken")
                     return
             except BaseException:
                 self._cancel_reservation()
@@ -173,6 +200,8 @@ class PlaceLock:
 
     def _wait_for_allocation(self, session: Coordinator, deadline: float | None) -> str:
         while True:
+            if _CLOSING.is_set():
+                raise Leaving("tinyfarm is exiting: no labgrid place is taken")
             state, place = session.poll(self.token or "")
             if state in ("allocated", "acquired") and place:
                 return place
