@@ -55,8 +55,8 @@ def held(key: str, device: str) -> "PlaceLock | None":
 
 _LIVE: set["PlaceLock"] = set()      # locks with a reservation or a place outstanding
 _CLOSING = threading.Event()         # the process is leaving: take nothing more
-_IN_FLIGHT = threading.Semaphore(64)  # acquisitions under way (counted down from 64)
-_IN_FLIGHT_MAX = 64
+_IN_FLIGHT = threading.Condition()   # guards _in_flight[0]: acquisitions under way
+_in_flight = [0]
 
 
 class Leaving(DeviceError):
@@ -70,10 +70,8 @@ def _release_all() -> None:
     (each then gives its place back), give every place back and cancel every reservation. Runs
     before the coordinator sessions close (atexit is last-in, first-out)."""
     _CLOSING.set()
-    deadline = time.monotonic() + 5.0
-    taken = 0
-    while taken < _IN_FLIGHT_MAX and _IN_FLIGHT.acquire(timeout=max(0.0, deadline - time.monotonic())):
-        taken += 1  # every slot back: no acquisition is under way
+    with _IN_FLIGHT:  # each sees _CLOSING within a poll (0.1 s) or when its call returns
+        _IN_FLIGHT.wait_for(lambda: _in_flight[0] == 0, timeout=5.0)
     for lock in list(_LIVE):
         try:
             lock.release()
@@ -167,12 +165,16 @@ class PlaceLock:
 
     # -- the lock ----------------------------------------------------------------------------------
     def acquire(self, timeout: float | None = None) -> None:
-        if not _IN_FLIGHT.acquire(timeout=5.0):
-            raise Leaving("tinyfarm is exiting: no labgrid place is taken")
+        with _IN_FLIGHT:
+            if _CLOSING.is_set():
+                raise Leaving("tinyfarm is exiting: no labgrid place is taken")
+            _in_flight[0] += 1
         try:
             self._acquire(timeout)
         finally:
-            _IN_FLIGHT.release()
+            with _IN_FLIGHT:
+                _in_flight[0] -= 1
+                _IN_FLIGHT.notify_all()
 
     def _acquire(self, timeout: float | None) -> None:
         session = self._session = coordinator(self.address)
