@@ -157,6 +157,17 @@ def spawn(cmd: Sequence[str], *, new_session: bool = False, guard_group: bool = 
     return _get_spawner().call(start)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def stop(proc: subprocess.Popen, timeout: float = 5.0) -> None:
     """SIGTERM, wait up to ``timeout``, then SIGKILL; always reaps the process (and, for a
     ``guard_group`` child, ends what is left of its process group and the guard)."""

@@ -16,6 +16,7 @@ tinyfarm, even on SIGKILL) and keeps it in ``_proc``: ``pid`` names it (the watc
 from __future__ import annotations
 
 import abc
+import socket
 import subprocess
 from typing import Any, Callable
 
@@ -27,6 +28,13 @@ def stop_process(proc: "subprocess.Popen", timeout: float = 5.0) -> None:
     """SIGTERM, wait, then SIGKILL: an emulator or twin never outlives the backend that started it
     (and, started with :func:`tinyfarm.child_process.spawn`, never outlives tinyfarm either)."""
     child_process.stop(proc, timeout)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a process about to listen there)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class Backend(abc.ABC):

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from device_harness.backends.base import Backend, stop_process
+from device_harness.backends.base import Backend, free_port, stop_process
 from device_harness.backends.qemu import FIRMWARE_DIR, preset_elf
 from device_harness.boards import get_board
 from device_harness.device_registry import register_device
@@ -31,12 +31,6 @@ PRESET = "renode-stm32f4-discovery"
 BOARD_DIR = FIRMWARE_DIR / "boards" / PRESET
 PLATFORM = "@platforms/boards/stm32f4_discovery-kit.repl"
 UART = "sysbus.usart2"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def renode_script(elf: Path | str, port: int, *, repl: Path | str = BOARD_DIR / "tinyfarm.repl",

@@ -31,8 +31,7 @@ def backend_for(farm: Farm, spec: DeviceSpec):
     if spec.place is not None:  # a labgrid place: the one this process holds, else its own take
         from device_harness.labgrid.backend import LabgridBackend
         from device_harness.labgrid.place_lock import held
-        filters = farm.place_filters(spec)
-        return LabgridBackend(filters.pop("name", None), tags=filters or None,
+        return LabgridBackend(spec.place.name, tags=spec.place.tags,
                               address=farm.labgrid_address, board=board,
                               lock=held(farm.lock_key(spec), spec.name),
                               lock_dir=lock_dir(farm.spec.lock_dir))

@@ -237,8 +237,9 @@ class Farm:
     @staticmethod
     def place_filters(device: DeviceSpec) -> dict[str, str]:
         """A labgrid device's reservation filter (labgrid matches ``name`` against place names)."""
+        from device_harness.labgrid import selector_filters
         assert device.place is not None
-        return {**device.place.tags, **({"name": device.place.name} if device.place.name else {})}
+        return selector_filters(device.place.name, device.place.tags)
 
     def resolve_path(self, value: str) -> str:
         """A path from the farm file, relative to the file's folder; ``~`` expanded."""

@@ -3,10 +3,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from tinyfarm.errors import DeviceError
+
+
+def file_stem(device: str, key: str) -> str:
+    """A lock or holder-note file name: the device's name (readable) and a digest of its key."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in device)[:40]
+    return f"{safe}-{digest}"
+
+
+def this_command() -> str:
+    """This process's command line, as a holder note records it."""
+    return " ".join([Path(sys.argv[0]).name] + sys.argv[1:])[:200]
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,9 @@ All users of one device must agree on the folder (it is per user by default; poi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -25,7 +23,7 @@ import filelock
 
 from tinyfarm.atomic_files import write_text
 
-from .lock_holder import DeviceBusy, Holder
+from .lock_holder import DeviceBusy, Holder, file_stem, this_command
 
 if TYPE_CHECKING:
     from .inventory import DeviceSpec, Farm
@@ -51,11 +49,9 @@ class DeviceLock:
     def __init__(self, key: str, device: str, directory: Path, command: str | None = None):
         self.key = key
         self.device = device
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in device)[:40]
-        self.path = directory / f"{safe}-{digest}.lock"
+        self.path = directory / f"{file_stem(device, key)}.lock"
         self.info_path = self.path.with_suffix(".holder.json")
-        self.command = command or " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200]
+        self.command = command or this_command()
         self._lock = filelock.FileLock(str(self.path), thread_local=False)
         self.acquired_at: float | None = None
         self.released_at: float | None = None

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator
 
 from filelock import FileLock, Timeout
 
+from tinyfarm import child_process
 from tinyfarm.errors import ConfigError, StorageError, storage_error
 from tinyfarm.provenance import library_versions, sha256_file
 
@@ -186,7 +187,7 @@ class ResultsStore:
         """Runs of this host left ``running`` by a process that is gone: ``interrupted``."""
         host = socket.gethostname()
         for row in self.query("SELECT id, pid FROM runs WHERE status='running' AND host=?", (host,)):
-            if row["pid"] != os.getpid() and not _alive(row["pid"]):
+            if row["pid"] != os.getpid() and not child_process.pid_alive(row["pid"]):
                 try:
                     self._write("UPDATE runs SET status='interrupted' WHERE id=? AND status='running'",
                                 (row["id"],))
@@ -352,12 +353,3 @@ def _storage_error(exc: sqlite3.DatabaseError, path: Path) -> StorageError | Non
         return StorageError(f"I/O error writing {path} (disk full or failing?)")
     return None
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import os
 
-from tinyfarm.errors import ConfigError
+from tinyfarm.errors import ConfigError, DeviceError
 
 DEFAULT_COORDINATOR = "127.0.0.1:20408"
 
 
 def require() -> None:
-    """Import labgrid's client or stop with the one line that says how to install it."""
-    import tinyfarm  # noqa: F401, PLC0415 - turns gRPC's fork handlers off (see there)
-
+    """Import labgrid's client or stop with the one line that says how to install it. (gRPC's
+    fork handlers are already off: importing ``tinyfarm``, as this module does, turns them off.)"""
     try:
         import labgrid.remote.client  # noqa: F401, PLC0415
     except ImportError:
@@ -39,6 +38,16 @@ def coordinator_address(configured: str | None = None) -> str:
     """The coordinator: the farm file's ``labgrid.coordinator``, else ``$LG_COORDINATOR`` (labgrid's
     own variable), else 127.0.0.1:20408 (labgrid's default port, on loopback)."""
     return configured or os.environ.get("LG_COORDINATOR") or DEFAULT_COORDINATOR
+
+
+def selector_filters(place: str | None, tags: dict[str, str] | None) -> dict[str, str]:
+    """The reservation filter: labgrid matches ``name`` against the place name, the rest as tags."""
+    filters = dict(tags or {})
+    if place:
+        filters["name"] = place
+    if not filters:
+        raise DeviceError("a labgrid device needs a place name or tags")
+    return filters
 
 
 def place_key(address: str, filters: dict[str, str]) -> str:

@@ -24,9 +24,9 @@ from device_harness.boards import get_board
 from device_harness.device_registry import register_device
 from tinyfarm.errors import DeviceError
 
-from . import coordinator_address
+from . import coordinator_address, selector_filters
 from .coordinator import Coordinator, coordinator
-from .place_lock import PlaceLock, PlaceUnusable, check_resources, selector_filters
+from .place_lock import PlaceLock, PlaceUnusable, check_resources
 
 WATCH_S = 0.5
 

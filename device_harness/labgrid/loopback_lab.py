@@ -26,17 +26,12 @@ from typing import Iterable
 
 import yaml
 
+from device_harness.backends.base import free_port
 from tinyfarm import child_process
 from tinyfarm.atomic_files import write_text
 from tinyfarm.errors import ConfigError, DeviceError
 
 from . import require
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 20.0) -> None:

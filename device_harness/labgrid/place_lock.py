@@ -15,20 +15,19 @@ status`` shows it, and a later taker on the same host releases a place whose not
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import os
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
+from tinyfarm import child_process
 from tinyfarm.atomic_files import write_text
 from tinyfarm.errors import DeviceError
 
-from ..farm.lock_holder import DeviceBusy, Holder
+from ..farm.lock_holder import DeviceBusy, Holder, file_stem, this_command
 from . import place_key
 from .coordinator import (
     Coordinator,
@@ -83,30 +82,10 @@ class PlaceUnusable(DeviceError):
     """The place was acquired but cannot be used: no resources (exporter down) or none available."""
 
 
-def selector_filters(place: str | None, tags: dict[str, str] | None) -> dict[str, str]:
-    """The reservation filter: labgrid matches ``name`` against the place name, the rest as tags."""
-    filters = dict(tags or {})
-    if place:
-        filters["name"] = place
-    if not filters:
-        raise DeviceError("a labgrid device needs a place name or tags")
-    return filters
-
-
 def describe_selector(filters: dict[str, str]) -> str:
     if set(filters) == {"name"}:
         return f"place {filters['name']}"
     return "a place with " + ", ".join(f"{k}={v}" for k, v in sorted(filters.items()))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class PlaceLock:
@@ -121,7 +100,7 @@ class PlaceLock:
         self.address, self.filters, self.device = address, dict(filters), device
         self.directory = directory
         self.key = place_key(address, self.filters)
-        self.command = command or " ".join([Path(sys.argv[0]).name] + sys.argv[1:])[:200]
+        self.command = command or this_command()
         self.place: str | None = None
         self.token: str | None = None
         self.acquired_at: float | None = None
@@ -130,9 +109,7 @@ class PlaceLock:
 
     # -- notes -------------------------------------------------------------------------------------
     def _note_path(self, place: str) -> Path:
-        digest = hashlib.sha256(f"{self.address}|{place}".encode()).hexdigest()[:16]
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in place)[:40]
-        return self.directory / f"{NOTE_PREFIX}{safe}-{digest}.holder.json"
+        return self.directory / f"{NOTE_PREFIX}{file_stem(place, f'{self.address}|{place}')}.holder.json"
 
     def _notes(self) -> Iterator[tuple[Path, dict]]:
         for path in self.directory.glob(f"{NOTE_PREFIX}*.holder.json"):
@@ -148,7 +125,7 @@ class PlaceLock:
         places, _ = session.snapshot()
         here = socket.gethostname()
         for path, note in self._notes():
-            if note.get("host") != here or _pid_alive(int(note.get("pid", 0))):
+            if note.get("host") != here or child_process.pid_alive(int(note.get("pid", 0))):
                 continue
             place = places.get(note.get("place", ""))
             if place is not None and place.acquired == note.get("user"):

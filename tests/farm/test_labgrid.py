@@ -321,7 +321,7 @@ def test_url_handlers_work_with_pyserial_labgrid(lab):
 
 
 def test_no_coordinator_is_one_line_and_a_failed_job_not_a_hang(tmp_path, shared_models):
-    from device_harness.labgrid.loopback_lab import free_port
+    from device_harness.backends.base import free_port
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     env = dict(os.environ, LG_COORDINATOR=address, TINYFARM_LOCK_DIR=str(tmp_path))
     res = subprocess.run(TINYFARM + ["bench", str(shared_models / "hello_world_int8.tflite"),
