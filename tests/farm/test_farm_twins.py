@@ -30,9 +30,9 @@ TINYFARM = [sys.executable, "-m", "tinyfarm.cli"]
 
 
 @pytest.fixture(scope="module")
-def small_models(tmp_path_factory, shared_models) -> list[Path]:
+def small_models(tmp_path_factory, suite_models) -> list[Path]:
     synth = write_standard_models(tmp_path_factory.mktemp("synth"))
-    return [shared_models / "hello_world_int8.tflite", synth[0]]
+    return [suite_models / "sine_int8.tflite", synth[0]]
 
 
 def _farm_file(tmp_path: Path, devices: str) -> Path:
@@ -86,33 +86,33 @@ class KillingDevice(FarmDevice):
 
 
 @pytest.mark.slow
-def test_device_killed_mid_run_retried_or_failed_others_finish(tmp_path, shared_models):
+def test_device_killed_mid_run_retried_or_failed_others_finish(tmp_path, suite_models):
     farm = parse_farm(f"devices:\n{_twins(4, pace=115200)}", tmp_path / "farm.yaml")
-    models, _ = collect_models([str(shared_models / "micro_speech_quantized.tflite"),
-                                str(shared_models / "hello_world_int8.tflite")])
-    # micro_speech's upload takes ~1.7 s at 115200 baud: the signal lands in the middle of it.
-    KillingDevice.kills = {("t1", "micro_speech_quantized"): [signal.SIGKILL],  # retried, ok
-                           ("t2", "micro_speech_quantized"): [signal.SIGKILL] * 2,  # failed
-                           ("t3", "micro_speech_quantized"): [signal.SIGSTOP]}  # hangs
+    models, _ = collect_models([str(suite_models / "conv_int8.tflite"),
+                                str(suite_models / "sine_int8.tflite")])
+    # conv_int8's upload takes ~1.7 s at 115200 baud: the signal lands in the middle of it.
+    KillingDevice.kills = {("t1", "conv_int8"): [signal.SIGKILL],  # retried, ok
+                           ("t2", "conv_int8"): [signal.SIGKILL] * 2,  # failed
+                           ("t3", "conv_int8"): [signal.SIGSTOP]}  # hangs
     events = []
     store = ResultsStore(tmp_path / "r.sqlite")
     summary = FarmRunner(farm, farm.devices, models, store,
                          RunOptions(runs=5, warmup=1, retries=1, job_timeout_s=8),
                          KillingDevice, on_event=lambda *e: events.append(e)).run()
     by = {(r.device, r.model): r for r in summary.results}
-    assert by["t0", "micro_speech_quantized"].status == "ok"
-    assert by["t0", "micro_speech_quantized"].attempts == 1
-    assert by["t1", "micro_speech_quantized"].status == "ok"
-    assert by["t1", "micro_speech_quantized"].attempts == 2
-    failed = by["t2", "micro_speech_quantized"]
+    assert by["t0", "conv_int8"].status == "ok"
+    assert by["t0", "conv_int8"].attempts == 1
+    assert by["t1", "conv_int8"].status == "ok"
+    assert by["t1", "conv_int8"].attempts == 2
+    failed = by["t2", "conv_int8"]
     assert failed.status == "failed" and failed.attempts == 2
     assert failed.reason.startswith("failed after 2 attempts:")
-    hung = by["t3", "micro_speech_quantized"]
+    hung = by["t3", "conv_int8"]
     assert hung.status == "ok" and hung.attempts == 2  # restarted after the hang, then ok
     retry_reasons = {d: e["reason"] for d, kind, e in events if kind == "retry"}
     assert set(retry_reasons) == {"t1", "t2", "t3"}, retry_reasons
     # every device, killed or hung, was restarted and ran its next job
-    assert all(by[d, "hello_world_int8"].status == "ok" for d in ("t0", "t1", "t2", "t3"))
+    assert all(by[d, "sine_int8"].status == "ok" for d in ("t0", "t1", "t2", "t3"))
     rows = store.measurements(summary.run_id)
     assert len(rows) == 8
     assert {r["status"] for r in rows if r["device"] == "t2"} == {"ok", "failed"}
@@ -149,14 +149,14 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_kill_9_of_the_runner_loses_no_finished_result(tmp_path, shared_models, small_models,
+def test_kill_9_of_the_runner_loses_no_finished_result(tmp_path, suite_models, small_models,
                                                        private_lock_dir):
     farm = _farm_file(tmp_path, _twins(2, pace=115200))
     db = tmp_path / "r.sqlite"
-    # hello_world is quick, micro_speech (1.7 s upload) is where the kill lands
+    # sine_int8 is quick, conv_int8 (1.7 s upload) is where the kill lands
     models = [str(small_models[0]), str(small_models[1]),
-              str(shared_models / "micro_speech_quantized.tflite"),
-              str(shared_models / "hello_world_float.tflite")]
+              str(suite_models / "conv_int8.tflite"),
+              str(suite_models / "sine_float.tflite")]
     proc = _spawn(["farm", "run", "--farm", str(farm), "--models", ",".join(models),
                    "--db", str(db), "--runs", "5"],
                   {"TINYFARM_LOCK_DIR": str(private_lock_dir)})
@@ -254,13 +254,13 @@ def test_bad_farm_file_unknown_device_port_in_use(tmp_path, small_models, privat
         os.close(slave)
 
 
-def test_accuracy_with_a_dataset(tmp_path, shared_models):
+def test_accuracy_with_a_dataset(tmp_path, suite_models):
     """--dataset: accuracy where the model takes the data set's samples (the 64-input synthetic
     MLP on 8x8 digits; its weights are random, so only the plumbing is checked), and a note, not a
     failure, where it does not."""
     synth = write_standard_models(tmp_path / "synth")
     farm = parse_farm(f"devices:\n{_twins(1)}", tmp_path / "farm.yaml")
-    models, _ = collect_models([str(synth[1]), str(shared_models / "hello_world_int8.tflite")])
+    models, _ = collect_models([str(synth[1]), str(suite_models / "sine_int8.tflite")])
     store = ResultsStore(tmp_path / "r.sqlite")
     summary = FarmRunner(farm, farm.devices, models, store,
                          RunOptions(runs=3, dataset="digits", samples=20), FarmDevice).run()
@@ -271,7 +271,7 @@ def test_accuracy_with_a_dataset(tmp_path, shared_models):
     # share of outputs identical to LiteRT's reference kernels is recorded (measured 0.95 here:
     # the int8 SOFTMAX head differs by one step on some samples)
     assert 0.0 <= json.loads(wide["extra_json"])["identical_share"] <= 1.0
-    hello = rows["hello_world_int8"]
-    assert hello["status"] == "ok" and hello["accuracy"] is None
-    assert hello["reason"].startswith("no accuracy on digits:")
-    assert hello["latency_us_median"] > 0
+    sine = rows["sine_int8"]
+    assert sine["status"] == "ok" and sine["accuracy"] is None
+    assert sine["reason"].startswith("no accuracy on digits:")
+    assert sine["latency_us_median"] > 0

@@ -57,10 +57,14 @@ def lab(tmp_path_factory):
     lab.stop()
 
 
+#: three of the suite's own models (tests/data): with two synthetic ones, the five a farm run measures
+THREE_MODELS = ("sine_int8", "sine_float", "conv_int8")
+
+
 @pytest.fixture(scope="module")
-def five_models(tmp_path_factory, shared_models):
+def five_models(tmp_path_factory, suite_models):
     synth = write_standard_models(tmp_path_factory.mktemp("synth"))
-    models, notes = collect_models([str(shared_models), *map(str, synth)])
+    models, notes = collect_models([*(str(suite_models / f"{n}.tflite") for n in THREE_MODELS), *map(str, synth)])
     assert len(models) == 5 and not notes
     return models
 
@@ -135,9 +139,9 @@ def test_two_concurrent_runs_never_hold_one_place_at_once(lab, five_models, tmp_
     assert [m["status"] for m in store.measurements()] == ["ok"] * 12
 
 
-def test_device_labgrid_place_in_a_device_command(lab, shared_models, tmp_path):
+def test_device_labgrid_place_in_a_device_command(lab, suite_models, tmp_path):
     env = dict(os.environ, LG_COORDINATOR=lab.address, TINYFARM_LOCK_DIR=str(tmp_path))
-    res = subprocess.run(TINYFARM + ["bench", str(shared_models / "hello_world_int8.tflite"),
+    res = subprocess.run(TINYFARM + ["bench", str(suite_models / "sine_int8.tflite"),
                                      "--device", "labgrid:twin-2", "--runs", "3", "--json"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -145,7 +149,7 @@ def test_device_labgrid_place_in_a_device_command(lab, shared_models, tmp_path):
     assert figures["runs"] == 3 and figures["median_us"] > 0
     assert figures["device"] == "labgrid:twin-2"
     assert _places(lab)["twin-2"].acquired is None  # released on the way out
-    res = subprocess.run(TINYFARM + ["bench", str(shared_models / "hello_world_int8.tflite"),
+    res = subprocess.run(TINYFARM + ["bench", str(suite_models / "sine_int8.tflite"),
                                      "--device", "labgrid:no-such-place"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode != 0 and "Traceback" not in res.stderr
@@ -187,11 +191,11 @@ def test_a_dead_holders_place_is_released_a_live_one_is_shown(lab, tmp_path, pri
 
 
 def test_pytest_dut_on_a_labgrid_place_and_next_to_labgrids_plugin(lab, pytester,
-                                                                    shared_models):
+                                                                    suite_models):
     pytester.makepyfile(test_dut=f"""
         import numpy as np
         def test_runs(dut):
-            dut.load_model({str(shared_models / 'hello_world_int8.tflite')!r})
+            dut.load_model({str(suite_models / 'sine_int8.tflite')!r})
             assert len(dut.invoke([np.zeros((1, 1), np.int8)])) == 1
             assert dut.info.board.startswith("twin")
     """)
@@ -320,11 +324,11 @@ def test_url_handlers_work_with_pyserial_labgrid(lab):
     assert serial.serial_for_url("fault://loop://#seed=1", timeout=0).__class__.__name__ == "FaultyPort"
 
 
-def test_no_coordinator_is_one_line_and_a_failed_job_not_a_hang(tmp_path, shared_models):
+def test_no_coordinator_is_one_line_and_a_failed_job_not_a_hang(tmp_path, suite_models):
     from device_harness.backends.base import free_port
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     env = dict(os.environ, LG_COORDINATOR=address, TINYFARM_LOCK_DIR=str(tmp_path))
-    res = subprocess.run(TINYFARM + ["bench", str(shared_models / "hello_world_int8.tflite"),
+    res = subprocess.run(TINYFARM + ["bench", str(suite_models / "sine_int8.tflite"),
                                      "--device", "labgrid:p1"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert res.returncode != 0
@@ -334,7 +338,8 @@ def test_no_coordinator_is_one_line_and_a_failed_job_not_a_hang(tmp_path, shared
     farm = tmp_path / "lab.yaml"
     farm.write_text(f"labgrid: {{coordinator: '{address}'}}\n"
                     "devices:\n  - {name: p1, backend: labgrid, place: {tags: {core: m4}}}\n")
-    summary, rows, _ = _run(farm, collect_models([str(shared_models)])[0], tmp_path / "r.sqlite")
+    summary, rows, _ = _run(farm, collect_models([str(suite_models / f"{n}.tflite") for n in THREE_MODELS])[0],
+                            tmp_path / "r.sqlite")
     assert [r["status"] for r in rows] == ["failed"] * 3
     assert all(f"cannot reach the labgrid coordinator at {address}" in r["reason"] for r in rows)
 

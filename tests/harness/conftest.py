@@ -1,4 +1,5 @@
-"""Fixtures for the device-harness tests: model bytes, a model with an op TFLM lacks, the LSTM model."""
+"""Fixtures for the device-harness tests: a model with an op TFLM lacks, a compressed model, the LSTM
+model (the suite's own models ``sine_int8``, ``conv_int8``, ... are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,28 +11,18 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
-def hello_int8(shared_models: Path) -> bytes:
-    return (shared_models / "hello_world_int8.tflite").read_bytes()
-
-
-@pytest.fixture(scope="session")
-def micro_speech(shared_models: Path) -> bytes:
-    return (shared_models / "micro_speech_quantized.tflite").read_bytes()
-
-
-@pytest.fixture(scope="session")
 def lstm_model() -> bytes:
     """Tiny int8 LSTM (see data/make_lstm_model.py): segfaults the TFLM runtime on a 64-byte arena."""
     return (DATA / "lstm_int8.tflite").read_bytes()
 
 
 @pytest.fixture(scope="session")
-def unsupported_op_model(hello_int8: bytes) -> bytes:
-    """hello_world with its FULLY_CONNECTED opcode rewritten to RANDOM_UNIFORM, which TFLM lacks."""
+def unsupported_op_model(sine_int8: bytes) -> bytes:
+    """sine_int8 with its FULLY_CONNECTED opcode rewritten to RANDOM_UNIFORM, which TFLM lacks."""
     import flatbuffers
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(hello_int8, 0))
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(sine_int8, 0))
     for opcode in model.operatorCodes:
         opcode.builtinCode = schema.BuiltinOperator.RANDOM_UNIFORM
         opcode.deprecatedBuiltinCode = 127
@@ -41,10 +32,10 @@ def unsupported_op_model(hello_int8: bytes) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def compressed_hello(hello_int8: bytes) -> bytes:
-    """hello_world int8 with its three weight tensors LUT-compressed (three DECODE operators)."""
+def compressed_sine(sine_int8: bytes) -> bytes:
+    """sine_int8 with its three weight tensors LUT-compressed (three DECODE operators)."""
     from pipeline.tflm_compress import compress_weights
 
-    compressed = compress_weights(hello_int8, "lut", min_saving_bytes=-(1 << 20), require_smaller=False)
+    compressed = compress_weights(sine_int8, "lut", min_saving_bytes=-(1 << 20), require_smaller=False)
     assert compressed is not None and len(compressed.tensors) == 3
     return compressed.model

@@ -32,20 +32,21 @@ def plain_twin():
         yield server
 
 
-def test_decompression_bytes_follow_tflm_decode_layout(hello_int8, compressed_hello):
+def test_decompression_bytes_follow_tflm_decode_layout(sine_int8, compressed_sine):
     import warnings
 
     from tflite_micro.tensorflow.lite.micro.compression import compress, spec
 
-    assert not is_compressed(hello_int8) and decompression_bytes(hello_int8) == 0
+    assert not is_compressed(sine_int8) and decompression_bytes(sine_int8) == 0
     # three DECODE operators, one tensor each: 16, 16x16, 16 int8 values -> the largest, 256 B
-    assert is_compressed(compressed_hello) and decompression_bytes(compressed_hello) == 256
+    assert is_compressed(compressed_sine) and decompression_bytes(compressed_sine) == 256
     # one DECODE with two outputs (a dense layer's 16x16 int8 weights and 16 int32 biases): TFLM
-    # places them one after the other, 16-byte aligned -> 256 + 64
-    lut = [spec.LookUpTableCompression(index_bitwidth=7, mode=spec.PerTensor())]
+    # places them one after the other, 16-byte aligned -> 256 + 64 (tensors 4 and 3 of sine_int8,
+    # both quantized per channel on axis 0)
+    lut = [spec.LookUpTableCompression(index_bitwidth=4, mode=spec.PerChannel(axis=0))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        both = bytes(compress(hello_int8, [spec.Tensor(0, 4, lut), spec.Tensor(0, 3, lut)]))
+        both = bytes(compress(sine_int8, [spec.Tensor(0, 4, lut), spec.Tensor(0, 3, lut)]))
     need = decompression_bytes(both)
     assert need == 320
     with TflmProcess() as tflm:  # one byte less and the bias is decoded into the arena instead
@@ -63,14 +64,14 @@ def test_hello_says_whether_the_device_decodes(decoding_twin, plain_twin):
         assert info.has_engine and not info.decodes
 
 
-def test_compressed_model_runs_like_the_uncompressed_one(decoding_twin, hello_int8, compressed_hello):
+def test_compressed_model_runs_like_the_uncompressed_one(decoding_twin, sine_int8, compressed_sine):
     xs = [np.full((1, 1), v, np.int8) for v in (-128, -40, 0, 17, 90, 127)]
     with DeviceClient.open(decoding_twin.url) as dev:
-        plain = dev.upload(hello_int8)
+        plain = dev.upload(sine_int8)
         assert not plain.compressed and plain.decompression_capacity == 0
         expected = [dev.invoke([x])[0][0] for x in xs]
         assert dev.decompression() == (0, 0)  # asked: an uncompressed model decodes nothing
-        result = dev.upload(compressed_hello)
+        result = dev.upload(compressed_sine)
         assert result.loaded and result.compressed
         assert (result.decompression_used, result.decompression_capacity) == (256, 256)
         assert dev.decompression() == (256, 256)
@@ -80,40 +81,40 @@ def test_compressed_model_runs_like_the_uncompressed_one(decoding_twin, hello_in
         np.testing.assert_array_equal(g, e)
     # the decoded weights live beside the arena, not in it: less arena than decoding into it
     with TflmProcess() as tflm:
-        assert arena_used < tflm.load(compressed_hello, 65536).arena_used
+        assert arena_used < tflm.load(compressed_sine, 65536).arena_used
 
 
-def test_a_device_without_decode_refuses_before_any_byte_is_sent(plain_twin, compressed_hello, hello_int8):
+def test_a_device_without_decode_refuses_before_any_byte_is_sent(plain_twin, compressed_sine, sine_int8):
     with DeviceClient.open(plain_twin.url) as dev:
         dev.hello()
         sent = dev.link.stats.frames_sent
         with pytest.raises(CompressionUnsupportedError) as err:
-            dev.upload(compressed_hello)
+            dev.upload(compressed_sine)
         assert dev.link.stats.frames_sent == sent
         assert not err.value.retryable and "\n" not in str(err.value)
         assert "TINYFARM_TFLM_COMPRESSION" in str(err.value) and plain_twin.url in str(err.value)
         assert dev.decompression() == (0, 0) and dev.link.stats.frames_sent == sent  # never asked
-        assert dev.upload(hello_int8).loaded  # uncompressed models still go
+        assert dev.upload(sine_int8).loaded  # uncompressed models still go
 
 
-def test_the_twin_itself_answers_compression_unsupported(plain_twin, compressed_hello):
+def test_the_twin_itself_answers_compression_unsupported(plain_twin, compressed_sine):
     """A host that skips the check (or an older host) still gets a clear answer from MODEL_END."""
     import hashlib
 
     with DeviceClient.open(plain_twin.url) as dev:
         dev.hello()
-        dev.call(MsgType.MODEL_BEGIN, size=len(compressed_hello),
-                 sha256=list(hashlib.sha256(compressed_hello).digest()))
-        dev.call(MsgType.MODEL_CHUNK, offset=0, data=compressed_hello)
+        dev.call(MsgType.MODEL_BEGIN, size=len(compressed_sine),
+                 sha256=list(hashlib.sha256(compressed_sine).digest()))
+        dev.call(MsgType.MODEL_CHUNK, offset=0, data=compressed_sine)
         with pytest.raises(CompressionUnsupportedError, match="DECODE"):
             dev.call(MsgType.MODEL_END)
         assert CompressionUnsupportedError.code == ErrorCode.COMPRESSION_UNSUPPORTED
 
 
-def test_cli_deploy_to_a_device_without_decode_is_one_error_line(plain_twin, decoding_twin, compressed_hello,
+def test_cli_deploy_to_a_device_without_decode_is_one_error_line(plain_twin, decoding_twin, compressed_sine,
                                                                    tmp_path):
     model = tmp_path / "hello_lut.tflite"
-    model.write_bytes(compressed_hello)
+    model.write_bytes(compressed_sine)
     res = CliRunner().invoke(cli, ["deploy", str(model), "--device", plain_twin.url], catch_exceptions=False)
     assert res.exit_code != 0
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]

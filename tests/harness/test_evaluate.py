@@ -17,18 +17,18 @@ from tinyfarm.cli import cli
 
 
 @pytest.fixture(scope="module")
-def speech_set(shared_models, tmp_path_factory):
-    """A data set micro_speech can be scored on: random int8 spectrograms given as floats (exactly
+def conv_set(conv_int8, tmp_path_factory):
+    """A data set conv_int8 can be scored on: random int8 spectrograms given as floats (exactly
     on the quantization grid), labelled with the LiteRT reference's argmax. Accuracy on the device is
     then the share of TFLM predictions that agree with the reference."""
-    model = (shared_models / "micro_speech_quantized.tflite").read_bytes()
+    model = conv_int8
     ref = ReferenceInterpreter(model)
     scale, zp = ref.inputs[0]["quantization"]
     rng = np.random.default_rng(1)
     q = rng.integers(-128, 128, (60, 1960), dtype=np.int8)
     labels = np.array([int(np.argmax(ref([x.reshape(1, 1960)])[0])) for x in q])
     x = ((q.astype(np.float32) - zp) * scale).astype(np.float32)
-    path = tmp_path_factory.mktemp("data") / "speech.npz"
+    path = tmp_path_factory.mktemp("data") / "spectrograms.npz"
     np.savez(path, x_train=np.tile(x[:4], (10, 1)), y_train=np.repeat(np.arange(4), 10),
              x_test=x[20:], y_test=labels[20:])
     return model, x[20:], labels[20:], path
@@ -46,20 +46,20 @@ def test_latency_stats():
     assert (s.median_ticks, s.min_ticks, s.max_ticks) == (30, 10, 1000) and s.us(30) == 30.0
 
 
-def test_evaluate_on_device_matches_the_reference(speech_set):
-    model, x, y, _ = speech_set
+def test_evaluate_on_device_matches_the_reference(conv_set):
+    model, x, y, _ = conv_set
     with TwinServer(get_board()) as server, DeviceClient.open(server.url) as dev:
         dev.upload(model)
         seen = []
-        result = evaluate_on_device(dev, model, x, y, dataset="speech", progress=lambda d, t: seen.append(d))
+        result = evaluate_on_device(dev, model, x, y, dataset="spectrograms", progress=lambda d, t: seen.append(d))
     assert result.samples == 40 and seen[-1] == 40
     assert result.accuracy == 1.0 and result.identical_outputs == 40 and result.max_abs_diff == 0.0
     assert result.latency["runs"] == 40 and result.latency["median_us"] > 0
 
 
-def test_evaluate_cli(speech_set, shared_models):
-    _, _, _, path = speech_set
-    res = CliRunner().invoke(cli, ["evaluate", str(shared_models / "micro_speech_quantized.tflite"),
+def test_evaluate_cli(conv_set, suite_models):
+    _, _, _, path = conv_set
+    res = CliRunner().invoke(cli, ["evaluate", str(suite_models / "conv_int8.tflite"),
                                    "--dataset", str(path), "--limit", "10", "--json"], catch_exceptions=False)
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)

@@ -15,8 +15,11 @@ from device_harness.fit import (arena_32bit, cost_model, cycles_per_mac, fit, fo
                                 model_facts)
 from tinyfarm.cli import cli
 
-#: the MLPerf Tiny v0.5 models (github.com/mlcommons/tiny, benchmark/training/*/trained_models)
-MLPERF = Path(os.environ.get("TINYFARM_MLPERF_MODELS", "/tmp/fit_mlperf"))
+
+@pytest.fixture(scope="module")
+def mlperf(shared_models) -> Path:
+    """The MLPerf Tiny v0.5 models (github.com/mlcommons/tiny, benchmark/training/*/trained_models)."""
+    return shared_models / "mlperf_tiny"
 
 
 def run(*args: str):
@@ -46,15 +49,13 @@ def _check_board_result(b: dict, model_bytes: int) -> None:
         assert b["latency"]["ms"] > 0 and b["latency"]["sources"]
 
 
-@pytest.mark.parametrize("name", ["hello_world_int8", "hello_world_float", "micro_speech_quantized"])
-def test_fit_shared_models_every_board(shared_models, name):
-    path = shared_models / f"{name}.tflite"
-    if not path.exists():
-        pytest.skip(f"{path} missing")
+@pytest.mark.parametrize("name", ["sine_int8", "sine_float", "conv_int8"])
+def test_fit_suite_models_every_board(suite_models, name):
+    path = suite_models / f"{name}.tflite"
     out = _fit_json(path)
     assert [b["board"] for b in out["boards"]] == board_names()
     assert out["unknown_ops"] == [] and out["macs"] > 0
-    assert out["float_operators"] == (3 if name == "hello_world_float" else 0)
+    assert out["float_operators"] == (3 if name == "sine_float" else 0)
     assert 0 < out["arena_estimate_32bit"] < out["host_arena_bytes"]
     for b in out["boards"]:
         _check_board_result(b, path.stat().st_size)
@@ -106,28 +107,30 @@ def test_fit_tiny_converted_model_every_board(tiny_converted):
 
 
 @pytest.fixture(scope="module")
-def partly_unknown(micro_speech) -> bytes:
-    """micro_speech with its first opcode turned into a custom op nobody knows."""
+def partly_unknown(conv_int8) -> bytes:
+    """conv_int8 with its DEPTHWISE_CONV_2D opcode turned into a custom op nobody knows (its
+    FULLY_CONNECTED still has MACs to estimate)."""
     import flatbuffers
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(micro_speech, 0))
-    model.operatorCodes[0].builtinCode = schema.BuiltinOperator.CUSTOM
-    model.operatorCodes[0].deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
-    model.operatorCodes[0].customCode = "MY_SECRET_OP"
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(conv_int8, 0))
+    (code,) = [c for c in model.operatorCodes
+               if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.DEPTHWISE_CONV_2D]
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode = "MY_SECRET_OP"
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
 
-def test_unknown_op_is_named_and_the_rest_estimated(partly_unknown, micro_speech, tmp_path):
+def test_unknown_op_is_named_and_the_rest_estimated(partly_unknown, conv_int8, tmp_path):
     path = tmp_path / "odd.tflite"
     path.write_bytes(partly_unknown)
     out = _fit_json(path, "--board", "stm32f4-discovery")
     assert out["unknown_ops"] and all(u.startswith("CUSTOM:MY_SECRET_OP") for u in out["unknown_ops"])
     assert out["host_arena_bytes"] is None and out["arena_error"]  # TFLM cannot load it either
     (b,) = out["boards"]
-    whole = fit(model_facts(micro_speech, host_arena=False), [get_board("stm32f4-discovery")])
+    whole = fit(model_facts(conv_int8, host_arena=False), [get_board("stm32f4-discovery")])
     assert 0 < b["latency"]["cycles"] < whole["boards"][0]["latency"]["cycles"]
     assert b["ram"]["model_in_flash"]["fits"] is None and b["flash"]["fits"] is True
     text = run(str(path), "--board", "stm32f4-discovery").stdout
@@ -163,10 +166,17 @@ def test_arena_estimate_reproduces_the_measured_pairs(name):
     assert abs(est - pair["cortex_m4"]) <= ARENA_TOLERANCE_BYTES
 
 
-def test_arena_pair_counts_match_the_model(hello_int8):
+def test_arena_pair_counts_match_the_model(shared_models):
+    """The hello_world_int8 pair was measured on TFLM's example model: its counts, and the host
+    TFLM's arena for it (what a twin reports), are the pair's."""
+    from device_harness.twin.tflm_process import TflmProcess
+
+    hello_int8 = (shared_models / "hello_world_int8.tflite").read_bytes()
     facts = model_facts(hello_int8, host_arena=False)
     pair = cost_model()["arena_32bit"]["pairs"]["hello_world_int8"]
     assert (facts.tensors, len(facts.ops)) == (pair["tensors"], pair["ops"])
+    with TflmProcess() as tflm:
+        assert tflm.load(hello_int8, 65536).arena_used == pair["host"]
 
 
 def test_every_constant_names_its_source():
@@ -189,11 +199,11 @@ def test_every_constant_names_its_source():
 
 @pytest.mark.parametrize("bench", ["image_classification", "keyword_spotting", "anomaly_detection",
                                    "visual_wake_words"])
-def test_latency_against_the_published_mlperf_tiny_figures(bench):
+def test_latency_against_the_published_mlperf_tiny_figures(bench, mlperf):
     spec = cost_model()["calibration"]["benchmarks"][bench]
-    path = MLPERF / spec["model"]
+    path = mlperf / spec["model"]
     if not path.exists():
-        pytest.skip(f"MLPerf Tiny model {path} missing (set TINYFARM_MLPERF_MODELS)")
+        pytest.skip(f"MLPerf Tiny model {path} missing")
     facts = model_facts(path.read_bytes(), host_arena=False)
     assert facts.macs == spec["macs"]
     est = latency(facts.ops, "cortex-m4", cost_model()["calibration"]["cpu_hz"], "cmsis-nn")["ms"]
@@ -202,29 +212,38 @@ def test_latency_against_the_published_mlperf_tiny_figures(bench):
     assert est == pytest.approx(spec["latency_ms"], rel=tolerance)
 
 
-def test_format_text_marks_what_does_not_fit(micro_speech):
-    facts = model_facts(micro_speech, host_arena=False)
+def test_format_text_marks_what_does_not_fit(conv_int8):
+    facts = model_facts(conv_int8, host_arena=False)
     facts.arena_bytes_32bit = 70_000  # more than the STM32F4 profile's 64 KiB arena buffer
     text = format_text(fit(facts, [get_board("stm32f4-discovery")]))
     assert "arena buffer   NO" in text and "over by 4,464 B" in text
 
 
-def test_bench_json_carries_the_32bit_arena_estimate(shared_models):
-    res = CliRunner().invoke(cli, ["bench", str(shared_models / "hello_world_int8.tflite"), "--device", "twin",
+def test_bench_json_carries_the_32bit_arena_estimate(suite_models):
+    res = CliRunner().invoke(cli, ["bench", str(suite_models / "sine_int8.tflite"), "--device", "twin",
                                    "--runs", "3", "--warmup", "0", "--json"], catch_exceptions=False)
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["arena_used_bytes"] == 1504  # the twin: a 64-bit host build of TFLM
-    assert out["arena_bytes_32bit_estimate"] == 676  # hand-measured on the Cortex-M4 (QEMU): 676 B
+    assert out["arena_used_bytes"] == 1760  # the twin: a 64-bit host build of TFLM (its allocation record)
+    # sine_int8 has hello_world_int8's structure (10 tensors, 3 ops): a 32-bit target needs what the
+    # hello_world pair measured less (1,504 B host, 676 B on the Cortex-M4 in QEMU)
+    pair = cost_model()["arena_32bit"]["pairs"]["hello_world_int8"]
+    est = out["arena_bytes_32bit_estimate"]
+    assert abs((out["arena_used_bytes"] - est) - (pair["host"] - pair["cortex_m4"])) <= ARENA_TOLERANCE_BYTES
 
 
 # ---- reference kernels: QEMU instruction counts; Cortex-M7: one published figure ---------------------
 
-def _model_path(name: str) -> Path:
-    for folder in (MLPERF, Path(os.environ.get("TINYFARM_FIT_MODELS", "/nonexistent"))):
-        if (folder / name).exists():
-            return folder / name
-    pytest.skip(f"{name} missing (set TINYFARM_MLPERF_MODELS or TINYFARM_FIT_MODELS)")
+def _model_path(name: str, request) -> Path:
+    """An MLPerf Tiny model from ../shared/models/mlperf_tiny, or another model (person_detect) from
+    the folder TINYFARM_FIT_MODELS names."""
+    other = os.environ.get("TINYFARM_FIT_MODELS")
+    if other and (Path(other) / name).exists():
+        return Path(other) / name
+    path = request.getfixturevalue("mlperf") / name
+    if not path.exists():
+        pytest.skip(f"{name} missing (not in {path.parent}; set TINYFARM_FIT_MODELS to its folder)")
+    return path
 
 
 def _qemu_ticks() -> dict:
@@ -240,7 +259,7 @@ def test_reference_factors_against_the_measured_qemu_ratios(name, request):
     if spec["model"] == "mobilenetv2_a030_80_head384.tflite":  # built here, as for the M7
         data = request.getfixturevalue("mobilenet_v2_m7")[0]
     else:
-        data = _model_path(spec["model"]).read_bytes()
+        data = _model_path(spec["model"], request).read_bytes()
     facts = model_facts(data, host_arena=False)
     ref = latency(facts.ops, "cortex-m4", 1, "reference")["cycles"]
     cmsis = latency(facts.ops, "cortex-m4", 1, "cmsis-nn")["cycles"]

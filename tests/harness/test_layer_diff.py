@@ -104,14 +104,14 @@ def test_perturbed_layer_is_the_first_that_departs(cnn, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--reference", "{hello}"], "mismatched models"),
+    (["--reference", "{sine}"], "mismatched models"),
     (["-i", "{bad_x}"], "input of shape [3, 5]"),
     (["-i", "{int_x}"], "int32 values, the model's input is int8"),
 ])
-def test_bad_input_is_one_line(cnn, tmp_path, shared_models, args, message):
+def test_bad_input_is_one_line(cnn, tmp_path, suite_models, args, message):
     np.save(tmp_path / "bad.npy", np.zeros((3, 5), np.float32))
     np.save(tmp_path / "int.npy", np.zeros((1, 8, 8, 1), np.int32))
-    paths = {"hello": str(shared_models / "hello_world_int8.tflite"), "bad_x": str(tmp_path / "bad.npy"),
+    paths = {"sine": str(suite_models / "sine_int8.tflite"), "bad_x": str(tmp_path / "bad.npy"),
              "int_x": str(tmp_path / "int.npy")}
     res = CliRunner().invoke(cli, ["diff", str(cnn / "int8.tflite"), *[a.format(**paths) for a in args]])
     assert res.exit_code != 0

@@ -22,7 +22,7 @@ def _fit_cycles(model: bytes, board: str) -> int:
     return latency(op_costs(model), p.cpu, p.cpu_hz, p.kernels)["cycles"]
 
 
-@pytest.mark.parametrize("fixture", ["micro_speech", "hello_int8"])
+@pytest.mark.parametrize("fixture", ["conv_int8", "sine_int8"])
 def test_board_profile_twin_reports_estimated_board_ticks(fixture, request):
     model = request.getfixturevalue(fixture)
     expected = _fit_cycles(model, "stm32f4-discovery")
@@ -38,19 +38,19 @@ def test_board_profile_twin_reports_estimated_board_ticks(fixture, request):
         assert list(bench) == [expected] * 5  # deterministic: the same for every run and input
 
 
-def test_host_time_keeps_host_ns(micro_speech):
-    expected = _fit_cycles(micro_speech, "stm32f4-discovery")
+def test_host_time_keeps_host_ns(conv_int8):
+    expected = _fit_cycles(conv_int8, "stm32f4-discovery")
     with TwinServer(get_board("stm32f4-discovery"), host_time=True) as server, \
             DeviceClient.open(server.url) as dev:
         info = dev.hello()
         assert info.tick_source == "host-ns" and info.tick_hz == 1_000_000_000
         assert info.cpu_hz == 168_000_000
-        dev.upload(micro_speech)
+        dev.upload(conv_int8)
         ticks = dev.bench(warmup=0, runs=3)
         assert all(t > 0 for t in ticks) and list(ticks) != [expected] * 3
 
 
-def test_host_profile_stays_host_ns(hello_int8):
+def test_host_profile_stays_host_ns(sine_int8):
     with TwinServer(get_board("host")) as server, DeviceClient.open(server.url) as dev:
         info = dev.hello()
         assert info.tick_source == "host-ns" and info.tick_hz == 1_000_000_000

@@ -11,9 +11,9 @@ import pytest
 
 
 @pytest.mark.hil
-def test_hello_world_sine_on_device(dut, shared_models):
-    """hello_world predicts sin(x): quantize x, invoke on the device, dequantize the answer."""
-    dut.load_model(shared_models / "hello_world_int8.tflite")
+def test_sine_model_on_device(dut, suite_models):
+    """sine_int8 predicts sin(x): quantize x, invoke on the device, dequantize the answer."""
+    dut.load_model(suite_models / "sine_int8.tflite")
     t_in, t_out = dut.client.inputs[0], dut.client.outputs[0]
     errors = []
     for x in np.linspace(0.5, 5.5, 6):

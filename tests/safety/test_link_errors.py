@@ -1,8 +1,9 @@
 """A device that hangs up is one error line, never a traceback (#15, case 2).
 
 A proxy between ``tinyfarm`` and a twin cuts the connection (a close, or a reset) when it sees a
-chosen request go by: HELLO (connect), MODEL_CHUNK (upload), SET_INPUT (invoke), BENCH. The pty
-variant kills a paced twin mid-upload. Bad ``twin --port`` values are refused in one line.
+chosen request go by: HELLO (connect), MODEL_CHUNK (upload), SET_INPUT (invoke), BENCH. A paced
+twin (pty or TCP) is killed once the first upload chunk has reached it. Bad ``twin --port`` values
+are refused in one line.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import select
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 
@@ -101,24 +103,72 @@ def test_device_hanging_up_is_one_line(cut_at, reset, twin_url, input_npy, tmp_p
     assert "lost the line" in line or "no answer" in line, line
 
 
+#: ``tinyfarm twin`` that also prints ``MODEL_CHUNK`` on stdout (after its URL) when the first upload
+#: chunk has reached it: the test kills it on that line, so mid-upload by construction, at any load
+TWIN_TELLING_UPLOAD = """
+from device_harness.protocol import MsgType
+from device_harness.twin.device import TwinDevice
+from tinyfarm.cli import main
+
+handle = TwinDevice.handle
+told = []
+
+def telling(self, event):
+    if getattr(event, "type", None) == MsgType.MODEL_CHUNK and not told:
+        told.append(1)
+        print("MODEL_CHUNK", flush=True)
+    return handle(self, event)
+
+TwinDevice.handle = telling
+main()
+"""
+
+
+def _await_line(stream, expected: str, other: subprocess.Popen, limit_s: float = 300) -> None:
+    """Read ``stream`` until the line ``expected``; fail if ``other`` ends first (it will not get
+    there: a defect, with its stderr), or nothing comes in ``limit_s`` (a hang, not a slow machine)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if select.select([stream], [], [], 0.5)[0]:
+            line = stream.readline().decode()
+            assert line, "the twin ended before the upload reached it"
+            if line.strip() == expected:
+                return
+        elif other.poll() is not None:
+            pytest.fail(f"deploy ended before its upload reached the twin:\n{other.stderr.read()}")
+    pytest.fail(f"no {expected} from the twin in {limit_s:g} s")
+
+
 @pytest.mark.parametrize("tcp", [False, True], ids=["pty", "tcp"])
 def test_twin_killed_mid_upload_is_one_line(tcp):
-    twin = subprocess.Popen(TINYFARM + ["twin", "--baud", "1200"] + (["--tcp"] if tcp else []),
+    twin = subprocess.Popen([sys.executable, "-c", TWIN_TELLING_UPLOAD, "twin", "--baud", "1200"]
+                            + (["--tcp"] if tcp else []),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=REPO, env=env())
+    deploy = None
     try:
         url = twin.stdout.readline().decode().strip()
         assert url.startswith("socket://" if tcp else "/dev/"), url
-        threading.Timer(3.0, twin.kill).start()  # 4.4 KB at 120 B/s: mid-upload after 3 s
-        t0 = time.monotonic()
-        proc = run_tinyfarm(["-v", "deploy", MODEL, "--device", url], timeout=90)
-        assert time.monotonic() - t0 < 30
-    finally:
+        # --baud: the host must know the line is slow (its timeouts scale with it); without it the
+        # 1 s timeouts of a line-rate probe and of MODEL_BEGIN expire and no upload ever starts
+        deploy = subprocess.Popen(TINYFARM + ["-v", "deploy", str(MODEL), "--device", url,
+                                              "--baud", "1200"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                  env=env())
+        _await_line(twin.stdout, "MODEL_CHUNK", deploy)  # 4.4 KB at 120 B/s: 37 s of upload to go
         twin.kill()
-        twin.wait()
-    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert any("firmware twin-1" in ln for ln in lines), proc.stderr  # HELLO answered: uploading
-    assert lines[-1].startswith("error: lost the line"), proc.stderr
+        try:
+            _, stderr = deploy.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("deploy still running 60 s after its twin died")
+    finally:
+        for proc in (twin, deploy):
+            if proc is not None:
+                proc.kill()
+                proc.communicate()
+    assert deploy.returncode == 3 and "Traceback" not in stderr, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert any("firmware twin-1" in ln for ln in lines), stderr  # HELLO answered: uploading
+    assert lines[-1].startswith("error: lost the line"), stderr
     assert sum(ln.startswith("error:") for ln in lines) == 1
 
 
