@@ -265,9 +265,9 @@ class Fixtures:
         for a HELLO that never comes while a real QEMU runs; None without QEMU or a firmware build."""
         real = shutil.which("qemu-system-arm")
         sys.path.insert(0, str(REPO))
-        from device_harness.backends.qemu import preset_elf
+        from device_harness.firmware_builds import device_elf
 
-        if real is None or preset_elf() is None:
+        if real is None or device_elf("qemu") is None:
             return None
         wrapper = self.write("bin/qemu-system-arm", f'#!/bin/sh\nexec {real} "$@" -S\n')
         wrapper.chmod(0o755)

@@ -1,6 +1,6 @@
 """Upload goodput to the firmware on QEMU mps2-an386, side by side with the emulated line's capacity.
 
-Boots the engine-less firmware (the default preset's build; built here if missing) and measures, in
+Boots the engine-less firmware (`qemu:engine-less`; built here if missing) and measures, in
 one run:
   * upload goodput: model bytes / wall time of DeviceClient.upload (MODEL_BEGIN, chunks, MODEL_END
     with SHA-256 verification on the device): 64 KB uploads alternating with raw-line measurements
@@ -25,7 +25,8 @@ import time
 
 import serial
 
-from device_harness.backends.qemu import QemuBackend, build_preset, preset_elf
+from device_harness.backends.qemu import QemuBackend
+from device_harness.firmware_builds import build_preset, device_elf
 from device_harness.client import DeviceClient
 from device_harness.protocol import FrameDecoder, MsgType, encode_frame
 
@@ -52,7 +53,7 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=307200, help="size of the one large upload")
     ap.add_argument("--echo-rounds", type=int, default=5)
     args = ap.parse_args()
-    elf = preset_elf() or build_preset()
+    elf = device_elf("qemu", "engine-less") or build_preset("qemu-mps2-an386")  # random bytes: no engine
     figures: dict[str, float | int | str] = {"elf": os.path.basename(elf), "machine": "mps2-an386"}
     small = 65536
     raw, up_small, retrans = [], [], 0

@@ -316,9 +316,15 @@ class Dut:
             "status": "ok", "started_at": started, "finished_at": time.time(),
             "accuracy": result.accuracy, "dataset": dataset or None, "samples": result.samples,
             "firmware_version": info.firmware_version, "tflm_version": info.tflm_version,
-            "test_id": self._node.nodeid})
+            "test_id": self.test_id})
         self._record(accuracy=round(result.accuracy, 6), accuracy_samples=result.samples)
         return result
+
+    @property
+    def test_id(self) -> str:
+        """The test's node id, without the ``@group`` pytest-xdist's ``--dist loadgroup`` appends."""
+        nodeid = self._node.nodeid
+        return nodeid.rsplit("@", 1)[0] if self._node.get_closest_marker("xdist_group") else nodeid
 
     def invoke(self, inputs: Sequence[Any]) -> list[Any]:
         """One inference; the output tensors (``last_ticks`` holds its device ticks)."""
@@ -347,7 +353,7 @@ class Dut:
                "bench_runs": runs, "bench_warmup": warmup, "tick_hz": float(info.tick_hz),
                "arena_used": used, "arena_capacity": capacity,
                "firmware_version": info.firmware_version, "tflm_version": info.tflm_version,
-               "test_id": self._node.nodeid, **stats}
+               "test_id": self.test_id, **stats}
         if self.upload_result is not None:
             row["upload_s"] = self.upload_result.seconds
             row["upload_bytes_per_s"] = self.upload_result.bytes_per_second

@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -29,13 +28,12 @@ import click
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from device_harness.shared_folder import SHARED_MODELS
 from tinyfarm import provenance
 from tinyfarm import safe_yaml
 from tinyfarm.errors import ConfigError, DeviceError, DeviceReplyError, TinyfarmError, short
 
 SUITES_DIR = Path(__file__).with_name("regress_suites")
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_MODELS = Path(os.environ.get("TINYFARM_SHARED_MODELS", REPO_ROOT.parent / "shared" / "models"))
 
 EXACT = "exact"
 
@@ -165,7 +163,7 @@ def compare_value(metric: str, base: Any, cur: Any, tol: Tolerance) -> tuple[str
         if base is None or cur is None:
             return ("ok" if base == cur else "DRIFT"), EXACT
         limit = abs(base) * tol.ticks_rel
-        return ("ok" if abs(cur - base) <= limit else "DRIFT"), f"±{tol.ticks_rel:.0%}"
+        return ("ok" if abs(cur - base) <= limit else "DRIFT"), f"±{100 * tol.ticks_rel:g}%"
     if metric == "arena_used" and isinstance(base, int) and isinstance(cur, int):
         return ("ok" if abs(cur - base) <= tol.arena_bytes else "DRIFT"), f"±{tol.arena_bytes} B"
     return ("ok" if base == cur else "DRIFT"), EXACT

@@ -45,6 +45,9 @@ class Backend(abc.ABC):
     profile: BoardProfile | None = None
     #: the serial line rate when it is known and real (used to scale timeouts); None = unknown/unpaced
     baud: int | None = None
+    #: emulated instructions per second of the device's own clock (QEMU -icount, Renode's
+    #: PerformanceInMips), so ticks convert to instructions; None for real boards and twins
+    instructions_per_second: float | None = None
     #: set by the device session: a backend that learns its device is gone (a labgrid exporter
     #: that vanished) calls it with the reason, and the session aborts the call in progress
     lost_callback: "Callable[[str], None] | None" = None

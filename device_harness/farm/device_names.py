@@ -89,6 +89,7 @@ class FarmBackend(Backend):
             self.stop()
             raise
         self.profile, self.baud = self.inner.profile, self.inner.baud
+        self.instructions_per_second = self.inner.instructions_per_second
         return self.url
 
     def stop(self) -> None:

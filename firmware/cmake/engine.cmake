@@ -30,6 +30,19 @@ option(TINYFARM_TENSOR_DEBUG
        "intermediate tensors: PRESERVE_TENSORS/READ_TENSOR, TENSORS capability (needs TFLM_ROOT)" OFF)
 option(TINYFARM_TFLM_COMPRESSION
        "run TFLM-compressed models: register DECODE, alternate decompression memory (needs TFLM_ROOT)" OFF)
+option(TINYFARM_REQUIRE_TFLM
+       "the *-tflm presets: stop when no TFLM tree is found instead of building the engine-less firmware" OFF)
+if(TFLM_ROOT STREQUAL "" AND TINYFARM_REQUIRE_TFLM)
+  # Found without configuration: $TFLM_ROOT (the presets pass it), else ../shared/tflm beside the
+  # checkout (device_harness/dependencies.py applies the same rule for tinyfarm's own builds).
+  get_filename_component(_shared_tflm "${CMAKE_SOURCE_DIR}/../../shared/tflm" ABSOLUTE)
+  if(EXISTS "${_shared_tflm}/tensorflow/lite/micro/micro_interpreter.h")
+    set(TFLM_ROOT "${_shared_tflm}" CACHE PATH "a TensorFlow Lite Micro source tree" FORCE)
+  else()
+    message(FATAL_ERROR "this preset builds TFLM: set TFLM_ROOT=/path/to/tflite-micro (or -DTFLM_ROOT=...); "
+                        "${_shared_tflm} does not exist either (see README.md)")
+  endif()
+endif()
 if(TFLM_ROOT STREQUAL "")
   add_library(tf_engine STATIC engine/engine_none.cpp)
   target_include_directories(tf_engine PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
@@ -208,12 +221,27 @@ if(TINYFARM_TFLM_COMPRESSION)
   set(_decode 1)
 endif()
 
-# HELLO's tflm_version: the tree's git revision when it has one.
+# HELLO's tflm_version: the tree's own git revision when TFLM_ROOT is the top of a git checkout (not
+# merely inside some other repository), else the TFLM commit a prepared offline tree records in its
+# TREE.md (prepare-tflm-tree.sh), else plain "tflite-micro".
 set(_tflm_version "tflite-micro")
-execute_process(COMMAND git -C ${TFLM_ROOT} describe --always --dirty OUTPUT_VARIABLE _rev
+execute_process(COMMAND git -C ${TFLM_ROOT} rev-parse --show-toplevel OUTPUT_VARIABLE _top
                 OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE _git_failed)
-if(NOT _git_failed AND NOT _rev STREQUAL "")
-  set(_tflm_version "tflite-micro ${_rev}")
+if(NOT _git_failed)
+  get_filename_component(_top "${_top}" REALPATH)
+  get_filename_component(_root_real "${TFLM_ROOT}" REALPATH)
+endif()
+if(NOT _git_failed AND _top STREQUAL _root_real)
+  execute_process(COMMAND git -C ${TFLM_ROOT} describe --always --dirty OUTPUT_VARIABLE _rev
+                  OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  if(NOT _rev STREQUAL "")
+    set(_tflm_version "tflite-micro ${_rev}")
+  endif()
+elseif(EXISTS "${TFLM_ROOT}/TREE.md")
+  file(STRINGS "${TFLM_ROOT}/TREE.md" _tree_line REGEX "^\\| TFLM \\|.*`[0-9a-f]+`" LIMIT_COUNT 1)
+  if(_tree_line MATCHES "`([0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f])[0-9a-f]*`")
+    set(_tflm_version "tflite-micro ${CMAKE_MATCH_1}")
+  endif()
 endif()
 
 add_library(tf_engine STATIC engine/engine_tflm.cpp engine/tflm_platform.cpp)

@@ -1,14 +1,15 @@
 """Backends for the conformance suite: the same protocol tests run on each device that speaks it.
 
-``twin`` always runs; ``qemu`` builds the engine-less firmware (session-scoped, once) and boots it
-on mps2-an386; ``renode`` needs ``renode`` on PATH; ``board`` needs a board on a serial port named
-by ``TINYFARM_BOARD_PORT``. Each skips with the reason when it cannot run here.
+``twin`` always runs; ``qemu`` boots the firmware users flash on mps2-an386 (the TFLM reference-kernel
+build when a TFLM tree is found, else the engine-less protocol-conformance build); ``renode`` the same
+on Renode's STM32F4-Discovery (Renode found as ``device_harness.backends.renode.find_renode`` says);
+``board`` needs a board on a serial port named by ``TINYFARM_BOARD_PORT``. Each skips with the reason
+when it cannot run here.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass
 
@@ -24,16 +25,11 @@ from device_harness.protocol.spec import VERSION
 BACKENDS = ["twin", "qemu", "renode", "board"]
 
 
-@pytest.fixture(scope="session")
-def qemu_firmware_elf(qemu_elf):
-    return qemu_elf
+def firmware(request: pytest.FixtureRequest, engine_fixture: str, engine_less_fixture: str):
+    """The engine build's ELF when this machine can build it, else the engine-less one."""
+    from device_harness.firmware_builds import tflm_missing
 
-
-@pytest.fixture(scope="session")
-def renode_firmware_elf(request: pytest.FixtureRequest):
-    if shutil.which("renode") is None:
-        pytest.skip("renode not on PATH")
-    return request.getfixturevalue("stm32f4_elf")
+    return request.getfixturevalue(engine_less_fixture if tflm_missing() else engine_fixture)
 
 
 def _make_backend(name: str, request: pytest.FixtureRequest):
@@ -42,15 +38,15 @@ def _make_backend(name: str, request: pytest.FixtureRequest):
 
         return TwinBackend("mps2-an386")  # 1 MB model buffer: the 300 KB upload fits
     if name == "qemu":
-        if shutil.which("qemu-system-arm") is None:
-            pytest.skip("qemu-system-arm not on PATH")
+        request.getfixturevalue("qemu")
         from device_harness.backends.qemu import QemuBackend
 
-        return QemuBackend(request.getfixturevalue("qemu_firmware_elf"))
+        return QemuBackend(firmware(request, "qemu_tflm_elf", "qemu_elf"))
     if name == "renode":
+        request.getfixturevalue("renode")
         from device_harness.backends.renode import RenodeBackend
 
-        return RenodeBackend(request.getfixturevalue("renode_firmware_elf"))
+        return RenodeBackend(firmware(request, "renode_tflm_elf", "stm32f4_elf"))
     if name == "board":
         port = os.environ.get("TINYFARM_BOARD_PORT")
         if not port:
@@ -129,9 +125,21 @@ class RawLink:
         assert ev.is_response and ev.seq == seq and ev.type == type_, ev
         return Reply(ev)
 
-    def hello(self, max_payload: int = 4096) -> dict:
+    def hello(self, max_payload: int = 4096, timeout: float = 10.0) -> dict:
         return self.request(MsgType.HELLO, pack_request(
-            MsgType.HELLO, protocol_version=VERSION, max_payload=max_payload)).fields()
+            MsgType.HELLO, protocol_version=VERSION, max_payload=max_payload), timeout=timeout).fields()
+
+    def reset(self) -> dict:
+        """RESET, then HELLO until the device is back: bytes that reach a UART while the device
+        restarts are lost (a board, Renode), so the first HELLO may go unanswered."""
+        r = self.request(MsgType.RESET)
+        assert not r.is_error and r.frame.payload == b""
+        for _ in range(50):
+            try:
+                return self.hello(timeout=1.0)
+            except TimeoutError:
+                continue
+        raise TimeoutError("no HELLO answer within 50 s of RESET")
 
 
 @pytest.fixture()

@@ -92,12 +92,14 @@ def test_op_list_covers_what_keras_models_and_tflm_examples_use():
 
 
 def test_op_list_names_only_methods_of_tflms_resolver():
-    """Against a TFLM tree (TFLM_ROOT in the environment): every listed op is an Add<Op>() of
-    MicroMutableOpResolver, and every builtin it offers is listed or deliberately left out."""
-    root = os.environ.get("TFLM_ROOT")
-    header = Path(root or "/nonexistent") / "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-    if not header.is_file():
-        pytest.skip("set TFLM_ROOT to a tflite-micro tree to check the list against its resolver")
+    """Against the TFLM tree the engine builds compile ($TFLM_ROOT, else ../shared/tflm): every listed
+    op is an Add<Op>() of MicroMutableOpResolver, and every builtin it offers is listed or
+    deliberately left out."""
+    from device_harness.firmware_builds import tflm_missing, tflm_root
+
+    if tflm_missing():
+        pytest.skip(tflm_missing())
+    header = tflm_root() / "tensorflow/lite/micro/micro_mutable_op_resolver.h"
     offered = set(re.findall(r"TfLiteStatus Add(\w+)\(", header.read_text()))
     ops = set(_listed_ops())
     assert ops <= offered, sorted(ops - offered)
@@ -277,6 +279,60 @@ def test_tflm_configuration_errors_say_what_is_missing(tmp_path, args, message):
     proc = _configure(tmp_path, f"-DTFLM_ROOT={tree}", *args)
     assert proc.returncode != 0
     assert message in " ".join((proc.stdout + proc.stderr).split()), proc.stderr[-2000:]
+
+
+def _engine_command(tmp_path: Path) -> str:
+    return next(c for f, c in _compiled(tmp_path).items() if f.endswith("engine/engine_tflm.cpp"))
+
+
+def _tflm_version(tmp_path: Path) -> str:
+    """HELLO's tflm_version as the engine is compiled with it (however CMake quoted the define)."""
+    return re.search(r'TF_TFLM_VERSION=[\\"]*([^\\"]*)', _engine_command(tmp_path)).group(1)
+
+
+def _git(*args: str, cwd: Path) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout
+
+
+def test_hello_names_the_trees_own_tflm_commit_never_an_enclosing_repositorys(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git not on PATH")
+    outer = tmp_path / "outer"
+    tree = _fake_tflm(outer / "shared" / "tflm")
+    _git("init", "-q", cwd=outer)
+    _git("add", "-A", cwd=outer)
+    _git("commit", "-qm", "outer", cwd=outer)
+    assert _configure(tmp_path, f"-DTFLM_ROOT={tree}").returncode == 0
+    assert _tflm_version(tmp_path) == "tflite-micro"  # not the enclosing repository's commit
+    # a prepared offline tree records its TFLM commit in TREE.md (prepare-tflm-tree.sh)
+    (tree / "TREE.md").write_text("| component | upstream | revision |\n|---|---|---|\n"
+                                  "| TFLM | github.com/tensorflow/tflite-micro | `90b983c2b3f1480642e040bbd2ddb37b998f3424` |\n")
+    assert _configure(tmp_path, f"-DTFLM_ROOT={tree}").returncode == 0
+    assert _tflm_version(tmp_path) == "tflite-micro 90b983c2"
+    # a TFLM checkout of its own: its revision
+    _git("init", "-q", cwd=tree)
+    _git("add", "-A", cwd=tree)
+    _git("commit", "-qm", "tflm", cwd=tree)
+    rev = _git("describe", "--always", "--dirty", cwd=tree).strip()
+    assert _configure(tmp_path, f"-DTFLM_ROOT={tree}").returncode == 0
+    assert _tflm_version(tmp_path) == f"tflite-micro {rev}"
+
+
+def test_the_tflm_presets_take_tflm_root_from_the_environment_and_compress(tmp_path):
+    tree = _fake_tflm(tmp_path / "tflm")
+    (tree / "tensorflow/lite/micro/kernels/decode.cc").write_text("")
+    if shutil.which("cmake") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("cmake or arm-none-eabi-gcc not on PATH")
+    proc = subprocess.run(["cmake", "--preset", "qemu-mps2-an386-tflm-cmsis-nn", "-B", str(tmp_path / "build"),
+                           f"-DCMSIS_ROOT={tree}/dl/cmsis", f"-DCMSIS_NN_ROOT={tree}/dl/cmsis_nn"],
+                          cwd=FIRMWARE, capture_output=True, text=True, timeout=300, check=False,
+                          env=dict(os.environ, TFLM_ROOT=str(_fake_tflm(tree, cmsis=True))))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    engine = _engine_command(tmp_path)
+    assert "-DTF_TFLM_COMPRESSION=1" in engine and '-DTF_TFLM_KERNELS=\\"cmsis-nn\\"' in engine
+    assert f"-isystem {tree}" in engine
 
 
 def test_a_part_with_little_flash_can_name_its_ops(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -26,12 +25,48 @@ def run_cli(*args: str):
 
 @pytest.mark.slow
 @pytest.mark.emulator
-def test_suite_matches_the_committed_baseline_on_twin_and_qemu(models_present, qemu_elf):
-    if shutil.which("qemu-system-arm") is None:
-        pytest.skip("qemu-system-arm not on PATH")
+def test_suite_matches_the_committed_baseline_on_the_twin_and_the_qemu_engine_builds(
+        models_present, qemu, qemu_tflm_elf, qemu_cmsis_nn_elf):
     code, out = run_cli("--suite", "emulators", "--baseline", str(BASELINE))
     assert code == 0, out
     assert "DRIFT" not in out
+
+
+def changed_weight(model: bytes) -> bytes:
+    """``model`` with one weight of its first FULLY_CONNECTED layer changed (still a valid model)."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    graph = m.subgraphs[0]
+    fc = next(op for op in graph.operators
+              if m.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.FULLY_CONNECTED)
+    buffer = m.buffers[graph.tensors[fc.inputs[1]].buffer]
+    buffer.data = buffer.data.copy()
+    buffer.data[0] = (int(buffer.data[0]) + 64) % 256
+    builder = flatbuffers.Builder(len(model) + 1024)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+@pytest.mark.slow
+@pytest.mark.emulator
+def test_a_changed_model_fails_the_suite_on_qemu(models_present, qemu, qemu_tflm_elf, tmp_path):
+    """The suite's hello_world_int8 with one weight changed: its outputs drift on the QEMU engine
+    build (not only its hash), and the run exits 1."""
+    changed = tmp_path / "hello_world_int8.tflite"
+    changed.write_bytes(changed_weight((models_present / "hello_world_int8.tflite").read_bytes()))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: emulators\nbackends: [qemu]\nmodels:\n"
+                     "  - {name: hello_world_int8, path: hello_world_int8.tflite, seed: 1}\n")
+    committed = json.loads(BASELINE.read_text())["results"]["qemu"]
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"results": {"qemu": {k: committed[k] for k in ("device", "hello_world_int8")}}}))
+    code, out = run_cli("--suite", str(suite), "--baseline", str(baseline), "--json")
+    assert code == 1, out
+    drifted = {r["metric"] for r in json.loads(out[:out.rindex("]") + 1]) if r["status"] == "DRIFT"}
+    assert {"model_sha256", "outputs_sha256"} <= drifted, drifted
+    assert "arena_used" not in drifted  # same graph, same tensors: only the values moved
 
 
 @pytest.mark.slow

@@ -159,12 +159,13 @@ def test_a_stopped_child_is_reaped_and_stop_is_idempotent():
 
 
 FAKE_RENODE = textwrap.dedent("""
-    import re, socket, sys, time
-    script = open(sys.argv[-1].split("@", 1)[1]).read()
-    port = int(re.search(r"CreateServerSocketTerminal (\\d+)", script).group(1))
-    listener = socket.create_server(("127.0.0.1", port))
+    import os, re, sys, time
+    uart = re.search(r'[$]uart="([^"]+)"', sys.argv[-1]).group(1)
+    master, slave = os.openpty()
+    os.symlink(os.ttyname(slave), uart)   # as Renode's CreateUartPtyTerminal does
+    print("fake: Machine started.", flush=True)
     while True:
-        listener.accept()
+        time.sleep(1)
 """)
 
 RENODE_SCRIPT = textwrap.dedent("""
@@ -205,6 +206,22 @@ def test_renode_and_what_its_launcher_forked_end_with_the_process(sig, forking_r
     tree = descendants(proc.pid)
     assert any("fake_renode.py" in cmd for cmd in tree.values()), tree
     assert pids["guard"] in tree
+    _kill_and_collect(proc, sig, tree)
+
+
+@pytest.mark.emulator
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_the_real_renode_ends_with_tinyfarm(sig, renode, stm32f4_elf):
+    """A process holding a RenodeBackend, as tinyfarm does, killed or terminated: Renode's launcher
+    script and the mono process it started end with it."""
+    proc = subprocess.Popen([sys.executable, "-c", RENODE_SCRIPT, str(stm32f4_elf)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=REPO, env=env(), start_new_session=True)
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        pytest.fail(proc.stderr.read().decode(errors="replace")[-2000:])
+    tree = descendants(proc.pid)
+    assert any("Renode.exe" in cmd for cmd in tree.values()), tree
     _kill_and_collect(proc, sig, tree)
 
 

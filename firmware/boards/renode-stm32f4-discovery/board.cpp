@@ -5,11 +5,12 @@
 // and the board). Ticks: the DWT cycle counter, extended to 64 bits; when DWT does not count (some
 // emulators), SysTick at the core clock instead -- HELLO's tick_source says which.
 // UART: USART2 at 115200 8N1; the RX interrupt fills a ring buffer so bytes are not lost while the
-// main loop processes a frame (stop-and-wait: rx_window 1; the ring covers stray bytes).
+// main loop processes a frame (stop-and-wait: rx_window 1; the ring holds one whole frame).
 // Memory: model buffer in the 128 KB main SRAM, tensor arena in the 64 KB CCM.
 #include "boards/board.h"
 
 #include "boards/common/cortex_m.h"
+#include "protocol/tinyfarm_protocol.h"
 
 namespace board {
 namespace {
@@ -30,8 +31,16 @@ constexpr uint32_t kSr = kUsart2 + 0x00, kDr = kUsart2 + 0x04, kBrr = kUsart2 + 
 constexpr uint32_t kSrRxne = 1u << 5, kSrTc = 1u << 6, kSrTxe = 1u << 7, kSrOre = 1u << 3;
 constexpr uint32_t kCr1Ue = 1u << 13, kCr1Rxneie = 1u << 5, kCr1Te = 1u << 3, kCr1Re = 1u << 2;
 
-// RX ring: written by the interrupt, read by main(). Power-of-two size, indices wrap naturally.
-constexpr uint32_t kRingSize = 512;
+// RX ring: written by the interrupt, read by main(). It holds a whole frame of the largest payload:
+// with stop-and-wait (rx_window 1) the host never sends more, so no byte is lost even when bytes
+// arrive faster than main() drains them (Renode's USART delivers them unpaced, back to back, and the
+// interrupt then starves main() until the frame is in). Power-of-two size, indices wrap naturally.
+constexpr uint32_t ring_size_for(uint32_t bytes) {
+  uint32_t size = 1;
+  while (size < bytes) size <<= 1;
+  return size;
+}
+constexpr uint32_t kRingSize = ring_size_for(TF_MAX_PAYLOAD + TFP_HEADER_BYTES + TFP_TRAILER_BYTES);
 uint8_t g_ring[kRingSize];
 volatile uint32_t g_head = 0;  // written by the ISR
 volatile uint32_t g_tail = 0;  // written by main()
