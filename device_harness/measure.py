@@ -176,8 +176,8 @@ def evaluate_on_device(dev: Any, model: bytes, x: np.ndarray, y: np.ndarray, *, 
     ``model`` — or running ``reference`` when it is a model's bytes: LiteRT has no DECODE operator, so
     a model stored with TFLM weight compression is compared with its uncompressed twin. With
     ``float_model``, the dequantized outputs are also compared with that float model's on ``x``.
-    ``identical_*``/``max_abs_diff``/``reference`` keep naming one reference: LiteRT's when it read
-    the model, else the host TFLM.
+    ``identical_*``/``max_abs_diff``/``reference`` name one reference: the host TFLM (the device
+    reference: the same kernels as the firmware), else LiteRT's when the host TFLM could not run it.
     """
     import time  # noqa: PLC0415
 
@@ -218,7 +218,7 @@ def evaluate_on_device(dev: Any, model: bytes, x: np.ndarray, y: np.ndarray, *, 
             if name == "float":
                 fq = [(0.0, 0)] * len(outs)
             entry["outputs"] = compare_outputs(device, outs, quant, fq)
-            if name != "float" and primary is None or name == "litert-reference":
+            if name == "host-tflm" or (primary is None and name != "float"):
                 primary = (name, outs)
         references[name] = entry
     identical = max_diff = None

@@ -167,7 +167,11 @@ class DeploySection(Section):
     """Stage ``deploy``: the deployable int8 model uploaded to a device and measured there."""
 
     enabled: bool = True
-    device: str = Field("twin", description="any --device value: twin, twin:BOARD, qemu, a URL, a farm name")
+    device: str = Field("twin", description="any --device value: twin, twin:BOARD, qemu, qemu:cmsis-nn, "
+                        "renode, a URL, a farm name")
+    emulator: str | None = Field("auto", description="also measure on this device: auto = qemu when `make "
+                                 "firmware` built its TFLM engine (the firmware users flash, on an emulated "
+                                 "Cortex-M4), null = no second device")
     board: str | None = Field(None, description="board profile of a twin started for the run")
     farm: str | None = Field(None, description="farm file whose device names `device` may use")
     runs: int = Field(50, ge=1, le=16000, description="timed invocations for the latency figures")

@@ -3,17 +3,26 @@
 It uploads ``model_int8.tflite`` over the wire protocol to ``deploy.device`` (a TFLM twin by default;
 any ``--device`` value works: ``qemu``, a farm name, a serial port), then measures on the device:
 upload time and goodput, arena bytes, latency over ``runs`` invocations after ``warmup``, and the
-accuracy on the test split with the share of outputs identical to LiteRT's reference kernels.
-The figures land in ``report.json`` under ``"deploy"``. The stage talks to hardware, so it always runs
-(no cache): a device's figures are only as fresh as the last time it was asked.
+accuracy on the test split with the share of outputs identical to the host TFLM (the device
+reference: the firmware's kernels) and the agreement with LiteRT's reference kernels.
+
+``deploy.emulator`` (default ``auto``) measures it a second time on the firmware users flash: with
+``make firmware``'s QEMU TFLM build present, on the emulated Cortex-M4 (``--device qemu``), where
+the figures are the accuracy, the identical share and the *instructions* per inference (QEMU counts
+instructions, not cycles). The figures land in ``report.json`` under ``"deploy"`` and ``"emulator"``.
+The stage talks to devices, so it always runs (no cache): a device's figures are only as fresh as
+the last time it was asked.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from typing import Any
 
+from device_harness.firmware_builds import engine_elf
 from pipeline.run_context import StageContext
+from tinyfarm.errors import DeviceError
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +46,13 @@ def deploy_model(model: bytes, device: str, x, y, *, dataset: str, runs: int, wa
         evaluation = session.evaluate(model, x, y, dataset=dataset, progress=progress,
                                       reference=reference if reference is not None else True)
         latency = session.bench(warmup=warmup, runs=runs)
+        per_second = session.backend.instructions_per_second
     return {
         "device": device,
         "board": info.board,
         "firmware_version": info.firmware_version,
         "tflm_version": info.tflm_version,
+        "kernels": info.kernels,
         "tick_source": info.tick_source,
         "line_paced": bool(info.capabilities & Capability.PACED),
         "tick_hz": info.tick_hz,
@@ -51,6 +62,9 @@ def deploy_model(model: bytes, device: str, x, y, *, dataset: str, runs: int, wa
         "arena_used_bytes": used,
         "arena_capacity_bytes": capacity,
         "latency": latency.as_dict(),
+        # an emulator's ticks are emulated time: instructions, not cycles of a real core
+        "instructions": (round(latency.median_ticks / info.tick_hz * per_second)
+                         if per_second and info.tick_hz else None),
         "accuracy": evaluation.accuracy,
         "samples": evaluation.samples,
         "identical_share": evaluation.identical_share,
@@ -58,6 +72,14 @@ def deploy_model(model: bytes, device: str, x, y, *, dataset: str, runs: int, wa
         "reference": evaluation.reference,
         "references": evaluation.references,  # per named reference: top-1, cosine, rel L2, max steps
     }
+
+
+def emulator_device(setting: str | None, device: str) -> str | None:
+    """The second device ``deploy.emulator`` names: ``auto`` = ``qemu`` when its TFLM engine build
+    exists and QEMU is installed (None otherwise, and when it is the first device already)."""
+    if setting == "auto":
+        setting = "qemu" if engine_elf("qemu") and shutil.which("qemu-system-arm") else None
+    return None if setting in (None, device) else setting
 
 
 def run_deploy(ctx: StageContext) -> dict:
@@ -72,20 +94,40 @@ def run_deploy(ctx: StageContext) -> dict:
     if deployable.get("tflm_only"):
         variant = next(v for v in ctx.variants() if v["name"] == deployable["copy_of"])
         reference = ctx.path(variant["path"]).read_bytes()
-    logger.info("deploy: %s (%d B) to --device %s", deployable["path"], len(model), cfg.device)
     n = cfg.max_samples or len(data.x_test)
     x, y = data.x_test[:n], data.y_test[:n]
-    with task(f"on device ({cfg.device}): upload, evaluate, bench", total=len(x)) as progress:
-        figures = deploy_model(model, cfg.device, x, y, dataset=ctx.config.dataset.name,
-                               runs=cfg.runs, warmup=cfg.warmup, farm=cfg.farm, board=cfg.board,
-                               progress=lambda i, total: progress.tick(1), reference=reference)
-    figures["model"] = deployable["path"]
-    console.print(f"  on {figures['board']}: accuracy {figures['accuracy']:.4f}, "
-                  f"median {_us(figures['latency'].get('median_us'))}"
-                  f"{' (estimated board time)' if figures['tick_source'] == 'estimate' else ''}, "
-                  f"arena {figures['arena_used_bytes']} B, "
-                  f"identical to {_reference(figures)} {figures['identical_share']:.1%}")
-    return {"deploy": figures, "report": {"deploy": figures}}
+    report: dict[str, Any] = {}
+    emulator = emulator_device(cfg.emulator, cfg.device)
+    for key, device in (("deploy", cfg.device), ("emulator", emulator)):
+        if device is None:
+            continue
+        logger.info("deploy: %s (%d B) to --device %s", deployable["path"], len(model), device)
+        try:
+            with task(f"on device ({device}): upload, evaluate, bench", total=len(x)) as progress:
+                figures = deploy_model(model, device, x, y, dataset=ctx.config.dataset.name,
+                                       runs=cfg.runs, warmup=cfg.warmup, farm=cfg.farm, board=cfg.board,
+                                       progress=lambda i, total: progress.tick(1), reference=reference)
+        except DeviceError as exc:
+            if key == "deploy" or cfg.emulator != "auto":
+                raise
+            console.print(f"  [yellow]not measured on {device}[/]: {exc}")  # auto: best effort
+            report[key] = {"device": device, "error": str(exc)}
+            continue
+        figures["model"] = deployable["path"]
+        console.print(f"  on {figures['board']}: {summary_line(figures)}")
+        report[key] = figures
+    return {"deploy": report.get("deploy"), "report": report}
+
+
+def summary_line(figures: dict[str, Any]) -> str:
+    """The console's one line of on-device figures."""
+    if figures.get("instructions"):
+        speed = f"{figures['instructions']:,} instructions per inference (emulated: not cycles)"
+    else:
+        speed = (f"median {_us(figures['latency'].get('median_us'))}"
+                 f"{' (estimated board time)' if figures['tick_source'] == 'estimate' else ''}")
+    return (f"accuracy {figures['accuracy']:.4f}, {speed}, arena {figures['arena_used_bytes']} B, "
+            f"identical to {_reference(figures)} {figures['identical_share']:.1%}")
 
 
 def _reference(figures: dict[str, Any]) -> str:
@@ -99,22 +141,29 @@ def _us(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.1f} µs"
 
 
-def render_deploy(figures: dict[str, Any]) -> list[str]:
+def render_deploy(figures: dict[str, Any], title: str = "On the device") -> list[str]:
     """Markdown lines for the report."""
+    if figures.get("error"):
+        return [f"## {title}", "", f"Not measured on `--device {figures['device']}`: {figures['error']}"]
     lat = figures.get("latency", {})
+    if figures.get("instructions"):
+        speed = (f"| instructions per inference (median; emulated, not cycles) | "
+                 f"{figures['instructions']:,} ({lat.get('median_ticks', 0):,.0f} ticks) |")
+    else:
+        speed = (f"| latency median / p90{' (estimated, not measured)' if figures['tick_source'] == 'estimate' else ''}"
+                 f" | {_us(lat.get('median_us'))} / {_us(lat.get('p90_us'))} |")
     lines = [
-        "## On the device",
+        f"## {title}",
         "",
         f"`{figures['model']}` on **{figures['board']}** (`--device {figures['device']}`, "
         f"firmware {figures['firmware_version']}, TFLM {figures['tflm_version']}, "
-        f"ticks from {figures['tick_source']}).",
+        f"kernels {figures.get('kernels', 'unknown')}, ticks from {figures['tick_source']}).",
         "",
         "| figure | value |",
         "| --- | --- |",
         f"| accuracy on device ({figures['samples']} test samples) | {figures['accuracy']:.4f} |",
         f"| outputs identical to {_reference(figures)} | {figures['identical_share']:.1%} |",
-        f"| latency median / p90{' (estimated, not measured)' if figures['tick_source'] == 'estimate' else ''}"
-        f" | {_us(lat.get('median_us'))} / {_us(lat.get('p90_us'))} |",
+        speed,
         f"| arena used / capacity (B) | {figures['arena_used_bytes']} / {figures['arena_capacity_bytes']} |",
         f"| upload | {figures['model_bytes']} B in {figures['upload_seconds']:.3f} s |",
     ]
@@ -125,17 +174,20 @@ def render_deploy(figures: dict[str, Any]) -> list[str]:
                          f"{m['rel_l2'] if m['rel_l2'] is not None else '—'} / {m['max_steps']} |")
         if ref.get("error"):
             lines.append(f"| vs {name} | not run: {ref['error'][:120]} |")
+    twin = ("This is a twin: TFLM's own kernels ran on this host, so accuracy is what they compute; "
+            "the arena figure is from a 64-bit host build of TFLM, and latency is ")
+    unpaced = "." if figures.get("line_paced") else ", and the upload crossed an unpaced pty, not the board's UART."
     if figures["tick_source"] == "estimate":
-        lines += ["", "This is a twin: TFLM's own kernels ran on this host, so accuracy is what they compute; "
-                      "the arena figure is from a 64-bit host build of TFLM, and latency is the board's "
-                      "*estimated* time (the cost model's cycles for this model at the board's clock, as "
-                      "`tinyfarm fit` computes them), not a measurement: it is the same for every input"
-                      + ("." if figures.get("line_paced") else
-                         ", and the upload crossed an unpaced pty, not the board's UART.")]
-    if figures["tick_source"] == "host-ns":
-        lines += ["", "This is a twin: TFLM's own kernels ran on this host, so accuracy is what they compute; "
-                      "the arena figure is from a 64-bit host build of TFLM, and latency is host CPU time, "
-                      "not the board's cycles"
-                      + ("." if figures.get("line_paced") else
-                         ", and the upload crossed an unpaced pty, not the board's UART.")]
+        lines += ["", twin + "the board's *estimated* time (the cost model's cycles for this model at the "
+                  "board's clock, as `tinyfarm fit` computes them), not a measurement: it is the same for "
+                  "every input" + unpaced]
+    elif figures["tick_source"] == "host-ns":
+        lines += ["", twin + "host CPU time, not the board's cycles" + unpaced]
+    elif figures.get("instructions"):
+        clock = ("QEMU runs with `-icount shift=0`, one instruction per ns of emulated time"
+                 if figures["tick_source"] == "qemu-icount" else
+                 "the emulator runs the core at a fixed number of instructions per second of emulated time")
+        lines += ["", "This is the firmware users flash (TFLM compiled for Cortex-M4F) on an emulator: "
+                  f"outputs and arena are the device's own. An emulator counts *instructions*, not cycles ({clock}); "
+                  "a real Cortex-M4's cycles also depend on its pipeline, flash wait states and memory."]
     return lines

@@ -189,6 +189,10 @@ def render_markdown(report: dict, plot_name: str | None) -> str:
         from pipeline.deploy_stage import render_deploy
 
         lines += ["", *render_deploy(report["deploy"])]
+    if report.get("emulator"):
+        from pipeline.deploy_stage import render_deploy
+
+        lines += ["", *render_deploy(report["emulator"], title="On the emulated Cortex-M4 (the firmware users flash)")]
     if dep:
         lines += ["", *_next_steps(dep, report["variants"], ds["name"])]
     if plot_name:
