@@ -32,7 +32,8 @@ def deploy_model(model: bytes, device: str, x, y, *, dataset: str, runs: int, wa
                  progress=None, reference: bytes | None = None) -> dict[str, Any]:
     """Upload ``model`` to ``device``, benchmark it and evaluate it on ``(x, y)``; figures as a dict.
 
-    ``reference`` is the model LiteRT's reference kernels run for the "identical outputs" figure
+    The "identical outputs" figure compares with the host TFLM running ``model`` (the device
+    reference); ``reference`` is the model LiteRT's reference kernels run for the agreement figures
     (default: ``model``; the plain int8 model when ``model`` is stored for TFLM only: weight
     compression, single zero points — files LiteRT cannot read).
     """
