@@ -140,11 +140,15 @@ def firmware_elf(emulator: str, elf: Path | None, variant: str | None = None) ->
 
 
 def build_hint(emulator: str, variant: str | None = None) -> str:
-    """What to run so that ``--device EMULATOR[:VARIANT]`` has firmware."""
+    """What to do so that ``--device EMULATOR[:VARIANT]`` has firmware (or why it cannot have any)."""
     presets = [b.preset for b in BUILDS if b.emulator == emulator and b.variant == variant]
     preset = presets[0] if presets else next(b.preset for b in BUILDS if b.emulator == emulator)
-    return (f"no firmware built for --device {emulator}{':' + variant if variant else ''}: run `make firmware` "
-            f"(or `cmake --preset {preset} && cmake --build --preset {preset}` in {FIRMWARE_DIR})")
+    name = f"--device {emulator}{':' + variant if variant else ''}"
+    reason = build_missing(preset)
+    if reason:
+        return f"no firmware built for {name}, and it cannot be built here: {reason}"
+    return (f"no firmware built for {name}: run `make firmware` (or `cmake --preset {preset} && "
+            f"cmake --build --preset {preset}` in {FIRMWARE_DIR})")
 
 
 def _environment() -> dict[str, str]:
